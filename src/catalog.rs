@@ -1,0 +1,390 @@
+//! Every read and write of the AUTH database's catalog: tenants, operations
+//! (the audit log) and the advisory locks that serialise work on one tenant
+//! across every tenantd process sharing the catalog.
+//!
+//! SQL lives here as `const` strings with bind parameters; nothing else in the
+//! crate queries the catalog tables.
+
+use deadpool_postgres::{Object, Pool, PoolError};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
+
+/// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
+const TENANT_LOCK_CLASS: i32 = 0x7E4A_0001;
+/// Advisory-lock class of catalog-wide work (template upkeep, reconcile).
+pub(crate) const GLOBAL_LOCK_CLASS: i32 = 0x7E4A_0003;
+
+/// A catalog read or write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The AUTH database could not be reached.
+    #[error(
+        "cannot reach the AUTH database: {0}; check DATABASE_URL and that `tenantd init` has run"
+    )]
+    Unavailable(#[source] PoolError),
+    /// A live tenant already has this code.
+    #[error("tenant {0} already exists")]
+    AlreadyExists(TenantCode),
+    /// A query failed.
+    #[error("catalog query failed: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// A row holds a value tenantd does not understand.
+    #[error("catalog row is invalid: {0}")]
+    Corrupt(#[from] TenantError),
+}
+
+impl From<PoolError> for CatalogError {
+    fn from(error: PoolError) -> Self {
+        // A pool only fails when no connection can be opened (or recycled).
+        Self::Unavailable(error)
+    }
+}
+
+/// Filters of [`Catalog::list`].
+#[derive(Debug, Clone, Default)]
+pub struct TenantFilter {
+    /// Only tenants in this status.
+    pub status: Option<TenantStatus>,
+    /// Only tenants in this region.
+    pub region: Option<Region>,
+    /// Only tenants on this plan.
+    pub plan: Option<Plan>,
+    /// Include deleted and failed tenants (default: only live ones).
+    pub include_gone: bool,
+    /// Only codes greater than this (cursor pagination).
+    pub after: Option<TenantCode>,
+    /// At most this many rows.
+    pub limit: Option<i64>,
+}
+
+/// The tenant catalog in AUTH.
+#[derive(Clone)]
+pub struct Catalog {
+    pool: Pool,
+}
+
+const TENANT_COLUMNS: &str = "id, code, name, region, plan, status, status_reason, admin_email, \
+     settings, database_name, schema_version, created_at, updated_at";
+
+impl Catalog {
+    /// A catalog over a pool of AUTH connections.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// A pooled AUTH connection.
+    pub async fn client(&self) -> Result<Object, CatalogError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Records a new tenant in `provisioning`; fails if a live tenant has the code.
+    pub async fn insert_provisioning(
+        &self,
+        new: &NewTenant,
+        id: Uuid,
+        database_name: &str,
+    ) -> Result<Tenant, CatalogError> {
+        const SQL: &str = "INSERT INTO tenants (id, code, name, region, plan, status, admin_email, database_name) \
+             VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $7) RETURNING ";
+        let client = self.client().await?;
+        let sql = format!("{SQL}{TENANT_COLUMNS}");
+        let row = client
+            .query_one(
+                &sql,
+                &[
+                    &id,
+                    &new.code.as_str(),
+                    &new.name,
+                    &new.region.as_str(),
+                    &new.plan.as_str(),
+                    &new.admin_email,
+                    &database_name,
+                ],
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some(&SqlState::UNIQUE_VIOLATION) => CatalogError::AlreadyExists(new.code.clone()),
+                _ => CatalogError::Db(e),
+            })?;
+        tenant_from_row(&row)
+    }
+
+    /// The tenant with this code: the live one, else the newest gone one.
+    pub async fn tenant(&self, code: &TenantCode) -> Result<Option<Tenant>, CatalogError> {
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE code = $1 \
+             ORDER BY status IN ('deleted', 'failed'), created_at DESC LIMIT 1"
+        );
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&code.as_str()])
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// The tenant with this id.
+    pub async fn tenant_by_id(&self, id: Uuid) -> Result<Option<Tenant>, CatalogError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        let row = self.client().await?.query_opt(&sql, &[&id]).await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// Tenants matching `filter`, ordered by code.
+    pub async fn list(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, CatalogError> {
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2) \
+               AND ($3::text IS NULL OR plan = $3) AND ($4 OR status NOT IN ('deleted', 'failed')) \
+               AND ($5::text IS NULL OR code > $5) \
+             ORDER BY code, created_at LIMIT $6"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &sql,
+                &[
+                    &filter.status.map(TenantStatus::as_str),
+                    &filter.region.map(Region::as_str),
+                    &filter.plan.map(Plan::as_str),
+                    &(filter.include_gone || filter.status.is_some()),
+                    &filter.after.as_ref().map(TenantCode::as_str),
+                    &filter.limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// Tenants in any of `statuses` (the reconciler's work list).
+    pub async fn tenants_in(&self, statuses: &[TenantStatus]) -> Result<Vec<Tenant>, CatalogError> {
+        let wanted: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE status = ANY($1) ORDER BY created_at"
+        );
+        let rows = self.client().await?.query(&sql, &[&wanted]).await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// Active and suspended tenants whose database or role is missing, or
+    /// whose role's LOGIN flag disagrees with the status (one query: the
+    /// server's `pg_database` and `pg_roles` are visible from AUTH).
+    pub async fn live_tenants_out_of_sync(&self) -> Result<Vec<Tenant>, CatalogError> {
+        let columns = TENANT_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM tenants t \
+             LEFT JOIN pg_database d ON d.datname = t.database_name \
+             LEFT JOIN pg_roles r ON r.rolname = t.database_name \
+             WHERE t.status IN ('active', 'suspended') \
+               AND (d.oid IS NULL OR r.oid IS NULL OR r.rolcanlogin <> (t.status = 'active'))"
+        );
+        let rows = self.client().await?.query(&sql, &[]).await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// Moves a tenant to `status` with an optional reason.
+    pub async fn set_status(
+        &self,
+        id: Uuid,
+        status: TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        const SQL: &str =
+            "UPDATE tenants SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1";
+        self.client()
+            .await?
+            .execute(SQL, &[&id, &status.as_str(), &reason])
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a provisioned tenant active at `schema_version`.
+    pub async fn activate(
+        &self,
+        id: Uuid,
+        schema_version: Option<i32>,
+    ) -> Result<(), CatalogError> {
+        const SQL: &str = "UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2, \
+             updated_at = now() WHERE id = $1";
+        self.client()
+            .await?
+            .execute(SQL, &[&id, &schema_version])
+            .await?;
+        Ok(())
+    }
+
+    /// Starts an audit-log entry for a life-cycle action.
+    pub async fn start_operation(
+        &self,
+        tenant: Option<&Tenant>,
+        kind: &str,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<Uuid, CatalogError> {
+        const SQL: &str = "INSERT INTO operations (id, tenant_id, tenant_code, kind, status, actor, detail) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6)";
+        let id = Uuid::now_v7();
+        let (tenant_id, code) = (tenant.map(|t| t.id), tenant.map(|t| t.code.as_str()));
+        self.client()
+            .await?
+            .execute(SQL, &[&id, &tenant_id, &code, &kind, &actor, &detail])
+            .await?;
+        Ok(id)
+    }
+
+    /// Closes an audit-log entry with its outcome.
+    pub async fn finish_operation(
+        &self,
+        id: Uuid,
+        error: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        const SQL: &str =
+            "UPDATE operations SET status = $2, error = $3, finished_at = now() WHERE id = $1";
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        };
+        self.client()
+            .await?
+            .execute(SQL, &[&id, &status, &error])
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for the tenant's life-cycle lock.
+    pub async fn lock_tenant(&self, code: &TenantCode) -> Result<CatalogLock, CatalogError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))",
+                &[&TENANT_LOCK_CLASS, &code.as_str()],
+            )
+            .await?;
+        Ok(CatalogLock {
+            client: Some(client),
+            key: LockKey::Tenant(code.as_str().to_owned()),
+        })
+    }
+
+    /// Takes the tenant's life-cycle lock if nobody holds it.
+    pub async fn try_lock_tenant(
+        &self,
+        code: &TenantCode,
+    ) -> Result<Option<CatalogLock>, CatalogError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&TENANT_LOCK_CLASS, &code.as_str()],
+            )
+            .await?;
+        Ok(row.get::<_, bool>(0).then(|| CatalogLock {
+            client: Some(client),
+            key: LockKey::Tenant(code.as_str().to_owned()),
+        }))
+    }
+
+    /// Waits for a catalog-wide lock (`object` names the work, e.g. template upkeep).
+    pub async fn lock_global(&self, object: i32) -> Result<CatalogLock, CatalogError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "SELECT pg_advisory_lock($1, $2::int4)",
+                &[&GLOBAL_LOCK_CLASS, &object],
+            )
+            .await?;
+        Ok(CatalogLock {
+            client: Some(client),
+            key: LockKey::Global(object),
+        })
+    }
+}
+
+/// Which advisory lock a [`CatalogLock`] holds.
+enum LockKey {
+    /// A tenant's life-cycle lock, keyed by its code.
+    Tenant(String),
+    /// A catalog-wide lock.
+    Global(i32),
+}
+
+impl LockKey {
+    async fn unlock(&self, client: &Object) -> Result<u64, tokio_postgres::Error> {
+        match self {
+            Self::Tenant(code) => {
+                client
+                    .execute(
+                        "SELECT pg_advisory_unlock($1, hashtext($2))",
+                        &[&TENANT_LOCK_CLASS, code],
+                    )
+                    .await
+            }
+            Self::Global(object) => {
+                client
+                    .execute(
+                        "SELECT pg_advisory_unlock($1, $2::int4)",
+                        &[&GLOBAL_LOCK_CLASS, object],
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+/// A session-level advisory lock on a dedicated AUTH connection. Release it
+/// with [`CatalogLock::release`]; if it is dropped instead (an error path, a
+/// panic), its connection is closed, which releases the lock too.
+pub struct CatalogLock {
+    client: Option<Object>,
+    key: LockKey,
+}
+
+impl CatalogLock {
+    /// Releases the lock and returns its connection to the pool.
+    pub async fn release(mut self) -> Result<(), CatalogError> {
+        let Some(client) = self.client.take() else {
+            return Ok(());
+        };
+        let unlocked = self.key.unlock(&client).await;
+        if unlocked.is_err() {
+            drop(Object::take(client));
+        }
+        unlocked.map(|_| ()).map_err(CatalogError::from)
+    }
+}
+
+impl Drop for CatalogLock {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Closing the session is the only synchronous way to release the lock.
+            drop(Object::take(client));
+        }
+    }
+}
+
+fn tenant_from_row(row: &Row) -> Result<Tenant, CatalogError> {
+    Ok(Tenant {
+        id: row.get("id"),
+        code: TenantCode::parse(row.get("code"))?,
+        name: row.get("name"),
+        region: row.get::<_, &str>("region").parse()?,
+        plan: row.get::<_, &str>("plan").parse()?,
+        status: row.get::<_, &str>("status").parse()?,
+        status_reason: row.get("status_reason"),
+        admin_email: row.get("admin_email"),
+        settings: row.get("settings"),
+        database_name: row.get("database_name"),
+        schema_version: row.get("schema_version"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}

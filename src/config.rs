@@ -1,0 +1,309 @@
+//! Settings read from the environment once, at start, into a typed
+//! [`Settings`]. A bad value is reported with the variable's name and what is
+//! expected; the rest of the code never reads the environment.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | unset: embedded dev cluster | admin connection (CREATEDB, CREATEROLE) |
+//! | `DB_AUTH_NAME` | `tenantd_auth` | AUTH database |
+//! | `DB_SHARED_NAME` | `tenantd_shared` | SHARED database |
+//! | `DB_TENANT_PREFIX` | `tenantd` | tenant databases are `<prefix>_<code>` |
+//! | `TENANTD_SECRET` | required with `DATABASE_URL` | master secret for role passwords |
+//! | `TENANTD_LISTEN` | `127.0.0.1:8080` | HTTP listen address |
+//! | `TENANTD_MIGRATIONS_DIR` | built-in sets | directory with `auth/`, `shared/`, `tenant/` |
+//! | `TENANTD_DEV_DIR` | `./.tenantd` | where the embedded dev cluster lives |
+//! | `TENANTD_TENANT_POOL_SIZE` | `4` | connections per tenant pool |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::ident::is_plain_identifier;
+use crate::secret::MasterSecret;
+
+/// A setting that could not be accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Where the PostgreSQL server comes from.
+#[derive(Debug, Clone)]
+pub enum ServerSource {
+    /// An existing server, reached with this admin URL.
+    Url(Box<tokio_postgres::Config>),
+    /// A private cluster tenantd starts under this directory.
+    DevCluster(PathBuf),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The PostgreSQL server to administer.
+    pub server: ServerSource,
+    /// Name of the AUTH database.
+    pub auth_db: String,
+    /// Name of the SHARED database.
+    pub shared_db: String,
+    /// Prefix of tenant database and role names.
+    pub tenant_prefix: String,
+    /// Master secret; `None` only with the dev cluster, which keeps its own.
+    pub secret: Option<MasterSecret>,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// A directory of migration sets replacing the built-in ones.
+    pub migrations_dir: Option<PathBuf>,
+    /// Connections per tenant pool.
+    pub tenant_pool_size: usize,
+}
+
+/// Longest prefix that leaves room for `_` and a 40-character code within
+/// PostgreSQL's 63-byte identifiers.
+const MAX_PREFIX_LEN: usize = 22;
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secret = get("TENANTD_SECRET")
+            .map(|raw| {
+                MasterSecret::new(raw.as_bytes())
+                    .map_err(|e| ConfigError::new("TENANTD_SECRET", e.to_string()))
+            })
+            .transpose()?;
+        let server = match get("DATABASE_URL") {
+            Some(url) => ServerSource::Url(Box::new(parse_database_url(&url)?)),
+            None => ServerSource::DevCluster(
+                get("TENANTD_DEV_DIR").map_or_else(|| PathBuf::from(".tenantd"), PathBuf::from),
+            ),
+        };
+        if matches!(server, ServerSource::Url(_)) && secret.is_none() {
+            return Err(ConfigError::new(
+                "TENANTD_SECRET",
+                "required when DATABASE_URL is set: tenant role passwords are derived from it \
+                 (use at least 32 random characters, e.g. `openssl rand -hex 32`)",
+            ));
+        }
+        let settings = Self {
+            server,
+            auth_db: database_name("DB_AUTH_NAME", get("DB_AUTH_NAME"), "tenantd_auth")?,
+            shared_db: database_name("DB_SHARED_NAME", get("DB_SHARED_NAME"), "tenantd_shared")?,
+            tenant_prefix: tenant_prefix(get("DB_TENANT_PREFIX"))?,
+            secret,
+            listen: parse_listen(get("TENANTD_LISTEN"))?,
+            migrations_dir: get("TENANTD_MIGRATIONS_DIR").map(PathBuf::from),
+            tenant_pool_size: parse_count(
+                "TENANTD_TENANT_POOL_SIZE",
+                get("TENANTD_TENANT_POOL_SIZE"),
+                4,
+            )?,
+        };
+        settings.check_names_distinct()?;
+        Ok(settings)
+    }
+
+    fn check_names_distinct(&self) -> Result<(), ConfigError> {
+        if self.auth_db == self.shared_db {
+            return Err(ConfigError::new(
+                "DB_SHARED_NAME",
+                "must differ from DB_AUTH_NAME: AUTH and SHARED are separate databases",
+            ));
+        }
+        let tenant_like = format!("{}_", self.tenant_prefix);
+        for (variable, name) in [
+            ("DB_AUTH_NAME", &self.auth_db),
+            ("DB_SHARED_NAME", &self.shared_db),
+        ] {
+            if name.starts_with(&tenant_like) && !name[tenant_like.len()..].starts_with('_') {
+                let code = &name[tenant_like.len()..];
+                if crate::TenantCode::parse(code).is_ok() {
+                    return Err(ConfigError::new(
+                        variable,
+                        format!(
+                            "{name:?} could collide with tenant {code:?}'s database \
+                             (DB_TENANT_PREFIX={}); choose another name",
+                            self.tenant_prefix
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        ConfigError::new(
+            "DATABASE_URL",
+            format!("not a PostgreSQL connection URL ({e}); expected e.g. postgres://postgres@127.0.0.1:5432/postgres"),
+        )
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "names no host; expected e.g. postgres://postgres@127.0.0.1:5432/postgres",
+        ));
+    }
+    if config.get_user().is_none() {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "names no user; expected a role with CREATEDB and CREATEROLE, e.g. postgres://postgres@host/postgres",
+        ));
+    }
+    Ok(config)
+}
+
+fn database_name(
+    variable: &'static str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let name = raw.unwrap_or_else(|| default.to_owned());
+    if !is_plain_identifier(&name) || name.starts_with("pg_") {
+        return Err(ConfigError::new(
+            variable,
+            format!(
+                "invalid database name {name:?}: expected lower-case letters, digits and '_', at most 63 characters, starting with a letter"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn tenant_prefix(raw: Option<String>) -> Result<String, ConfigError> {
+    let prefix = raw.unwrap_or_else(|| "tenantd".to_owned());
+    let starts_with_letter = prefix.starts_with(|c: char| c.is_ascii_lowercase());
+    if !is_plain_identifier(&prefix)
+        || !starts_with_letter
+        || prefix.len() > MAX_PREFIX_LEN
+        || prefix.starts_with("pg_")
+    {
+        return Err(ConfigError::new(
+            "DB_TENANT_PREFIX",
+            format!(
+                "invalid prefix {prefix:?}: expected 1 to {MAX_PREFIX_LEN} lower-case letters, digits or '_', starting with a letter"
+            ),
+        ));
+    }
+    Ok(prefix)
+}
+
+fn parse_listen(raw: Option<String>) -> Result<SocketAddr, ConfigError> {
+    raw.as_deref()
+        .unwrap_or("127.0.0.1:8080")
+        .parse()
+        .map_err(|_| {
+            ConfigError::new(
+                "TENANTD_LISTEN",
+                "expected an address:port such as 127.0.0.1:8080 or 0.0.0.0:8080",
+            )
+        })
+}
+
+/// Parses a positive integer setting.
+pub(crate) fn parse_count(
+    variable: &'static str,
+    raw: Option<String>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("expected a positive integer, got {text:?}"),
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const URL: (&str, &str) = (
+        "DATABASE_URL",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    const SECRET: (&str, &str) = ("TENANTD_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn defaults() {
+        let s = settings(&[URL, SECRET]).unwrap();
+        assert_eq!(s.auth_db, "tenantd_auth");
+        assert_eq!(s.shared_db, "tenantd_shared");
+        assert_eq!(s.tenant_prefix, "tenantd");
+        assert!(matches!(
+            settings(&[]).unwrap().server,
+            ServerSource::DevCluster(_)
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("DATABASE_URL", "mysql://x"), SECRET], "DATABASE_URL"),
+            (&[URL], "TENANTD_SECRET"),
+            (&[URL, ("TENANTD_SECRET", "short")], "TENANTD_SECRET"),
+            (&[URL, SECRET, ("DB_AUTH_NAME", "a;drop")], "DB_AUTH_NAME"),
+            (
+                &[URL, SECRET, ("DB_SHARED_NAME", "tenantd_auth")],
+                "DB_SHARED_NAME",
+            ),
+            (
+                &[URL, SECRET, ("DB_TENANT_PREFIX", "Bad")],
+                "DB_TENANT_PREFIX",
+            ),
+            (
+                &[
+                    URL,
+                    SECRET,
+                    ("DB_TENANT_PREFIX", "a_very_long_prefix_that_is_too_long"),
+                ],
+                "DB_TENANT_PREFIX",
+            ),
+            (
+                &[URL, SECRET, ("TENANTD_LISTEN", "nowhere")],
+                "TENANTD_LISTEN",
+            ),
+            (
+                &[URL, SECRET, ("DB_AUTH_NAME", "tenantd_acme")],
+                "DB_AUTH_NAME",
+            ),
+        ];
+        for (vars, variable) in cases {
+            let err = settings(vars).unwrap_err();
+            assert_eq!(err.variable, *variable, "{vars:?}: {err}");
+            assert!(err.to_string().starts_with(variable));
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The library's error: what any [`crate::Orchestrator`] call can fail with,
+//! and the [`ErrorKind`] that callers (CLI exit codes, HTTP statuses) map.
+
+use crate::catalog::CatalogError;
+use crate::config::ConfigError;
+use crate::devcluster::DevClusterError;
+use crate::migrate::MigrateError;
+use crate::provision::ProvisionError;
+use crate::server::ServerError;
+use crate::template::TemplateError;
+use crate::tenant::{TenantCode, TenantError, TenantStatus};
+
+/// An orchestrator call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An input value (code, region, plan…) is invalid.
+    #[error(transparent)]
+    InvalidInput(#[from] TenantError),
+    /// The embedded dev cluster failed.
+    #[error(transparent)]
+    DevCluster(#[from] DevClusterError),
+    /// The server could not be reached.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A migration set failed to load or apply.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// The template failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// A life-cycle step failed.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// The tenant exists but cannot take connections in its status.
+    #[error("tenant {code} is {status}: it takes no connections")]
+    TenantUnavailable {
+        /// The tenant.
+        code: TenantCode,
+        /// Its status.
+        status: TenantStatus,
+    },
+    /// A pooled connection could not be had.
+    #[error("no connection to {database}: {reason}")]
+    Connection {
+        /// The database.
+        database: String,
+        /// Why.
+        reason: String,
+    },
+    /// An admin statement failed.
+    #[error("PostgreSQL refused an administrative statement: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Broad classes of [`Error`], for exit codes and HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad settings or input: fix the call (exit 2, HTTP 400/422).
+    InvalidInput,
+    /// The tenant does not exist (exit 3, HTTP 404).
+    NotFound,
+    /// The request conflicts with the current state (exit 4, HTTP 409).
+    Conflict,
+    /// The server or a dependency is unreachable; retry later (exit 5, HTTP 503).
+    Unavailable,
+    /// Anything else (exit 1, HTTP 500).
+    Internal,
+}
+
+impl Error {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Config(_) | Self::InvalidInput(_) => ErrorKind::InvalidInput,
+            Self::Migrate(
+                MigrateError::MissingSet { .. }
+                | MigrateError::Load { .. }
+                | MigrateError::Empty { .. },
+            ) => ErrorKind::InvalidInput,
+            Self::Provision(ProvisionError::NotFound(_)) => ErrorKind::NotFound,
+            Self::Provision(
+                ProvisionError::AlreadyExists(_)
+                | ProvisionError::WrongStatus { .. }
+                | ProvisionError::NameTaken { .. },
+            )
+            | Self::TenantUnavailable { .. } => ErrorKind::Conflict,
+            Self::Server(_)
+            | Self::Connection { .. }
+            | Self::Catalog(CatalogError::Unavailable(_))
+            | Self::Provision(
+                ProvisionError::Server(_)
+                | ProvisionError::Pool(_)
+                | ProvisionError::Catalog(CatalogError::Unavailable(_)),
+            )
+            | Self::Template(TemplateError::Server(_)) => ErrorKind::Unavailable,
+            Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
+            _ => ErrorKind::Internal,
+        }
+    }
+}

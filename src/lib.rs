@@ -1,0 +1,59 @@
+//! # tenantd
+//!
+//! A database-per-tenant orchestrator for PostgreSQL. Every société (tenant)
+//! gets its own database and role; beside them live AUTH (identity and the
+//! tenant catalog) and SHARED (reference data every tenant reads). tenantd
+//! provisions them, runs each schema set's migrations and hands out
+//! connections routed by société.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tenantd::Error> {
+//! use tenantd::{NewTenant, Orchestrator, Settings, TenantCode};
+//! let orchestrator = Orchestrator::connect(Settings::from_env()?).await?;
+//! orchestrator.init().await?;
+//! let code = TenantCode::parse("acme")?;
+//! orchestrator.create_tenant(NewTenant::new(code.clone(), "Acme Steel")).await?;
+//! let client = orchestrator.tenant_client(&code).await?;
+//! client.execute("INSERT INTO clients (code, name) VALUES ('C1', 'First client')", &[]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - [`config`]: settings from the environment, validated once.
+//! - [`devcluster`]: the embedded PostgreSQL cluster used when `DATABASE_URL` is unset.
+//! - [`server`]: admin and tenant connections to the PostgreSQL server.
+//! - [`names`]: names of the databases and roles tenantd creates.
+//! - [`tenant`]: the tenant as a domain value (code, region, plan, status).
+//! - [`catalog`]: every read and write of the AUTH catalog, and advisory locks.
+//! - [`migrate`]: the three migration sets and refinery runs.
+//! - [`template`]: the sealed template database that provisioning clones.
+//! - [`provision`]: the tenant life cycle as a persisted state machine.
+//! - [`reconcile`]: finishing or undoing interrupted life-cycle work.
+//! - [`pool`]: per-tenant connection pools.
+//! - [`orchestrator`]: [`Orchestrator`], the public entry point.
+//! - [`cli`]: the `tenantd` command line (parsing and output only).
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod devcluster;
+pub mod error;
+pub mod ident;
+pub mod migrate;
+pub mod names;
+pub mod orchestrator;
+pub mod pool;
+pub mod provision;
+pub mod reconcile;
+pub mod secret;
+pub mod server;
+pub mod template;
+pub mod tenant;
+
+pub use catalog::TenantFilter;
+pub use config::Settings;
+pub use error::{Error, ErrorKind};
+pub use orchestrator::{InitReport, Orchestrator, TenantConnection};
+pub use provision::{CrashPoint, ProvisionPath};
+pub use reconcile::ReconcileReport;
+pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};

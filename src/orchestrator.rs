@@ -1,0 +1,405 @@
+//! [`Orchestrator`]: the library's entry point. It wires settings, the
+//! server, the catalog, the provisioner and the pools together; every public
+//! operation of tenantd is a method here. It holds no SQL of its own beyond
+//! the bootstrap of AUTH and SHARED.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, TenantFilter};
+use crate::config::{ServerSource, Settings};
+use crate::devcluster::DevCluster;
+use crate::error::Error;
+use crate::ident::quote_ident;
+use crate::migrate::{MigrationSet, SchemaSet};
+use crate::names::Names;
+use crate::pool::TenantPools;
+use crate::provision::{CrashPoint, ProvisionPath, Provisioner};
+use crate::reconcile::{ReconcileReport, reconcile};
+use crate::server::Server;
+use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+
+/// Admin connections kept for DDL on the maintenance database.
+const ADMIN_POOL_SIZE: usize = 4;
+/// AUTH connections kept for the catalog (each held lock takes one).
+const CATALOG_POOL_SIZE: usize = 16;
+/// Read-only SHARED connections.
+const SHARED_POOL_SIZE: usize = 4;
+/// Who the audit log names when the library is called directly.
+const LIBRARY_ACTOR: &str = "library";
+
+/// What `init` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InitReport {
+    /// Databases created by this run.
+    pub created_databases: Vec<String>,
+    /// AUTH migrations applied by this run.
+    pub auth_applied: Vec<i32>,
+    /// SHARED migrations applied by this run.
+    pub shared_applied: Vec<i32>,
+    /// The tenant template in use.
+    pub template: String,
+    /// Whether this run built the template.
+    pub template_built: bool,
+}
+
+impl InitReport {
+    /// True when the run found everything in place.
+    pub fn changed_nothing(&self) -> bool {
+        self.created_databases.is_empty()
+            && self.auth_applied.is_empty()
+            && self.shared_applied.is_empty()
+            && !self.template_built
+    }
+}
+
+/// Connection settings of one tenant, for backends that connect by themselves.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantConnection {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The tenant's database.
+    pub database: String,
+    /// The tenant's role.
+    pub user: String,
+    /// The role's password (derived, never stored).
+    pub password: String,
+    /// The same as a URL.
+    pub url: String,
+}
+
+/// The database-per-tenant orchestrator.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    server: Server,
+    names: Names,
+    catalog: Catalog,
+    provisioner: Provisioner,
+    sets: Sets,
+    shared: Pool,
+    tenant_pools: TenantPools,
+}
+
+struct Sets {
+    auth: MigrationSet,
+    shared: MigrationSet,
+    tenant: Arc<MigrationSet>,
+}
+
+impl Orchestrator {
+    /// Builds an orchestrator: starts the dev cluster when `DATABASE_URL` is
+    /// unset, loads the migration sets and prepares (lazy) pools. Nothing is
+    /// created on the server until [`Orchestrator::init`].
+    pub async fn connect(settings: Settings) -> Result<Self, Error> {
+        let (admin_config, secret) = match &settings.server {
+            ServerSource::Url(config) => ((**config).clone(), settings.secret.clone()),
+            ServerSource::DevCluster(dir) => {
+                let dev = DevCluster::new(dir);
+                let url = dev.start().await?;
+                tracing::info!(%url, "using the embedded dev cluster");
+                let secret = settings.secret.clone().map_or_else(|| dev.secret(), Ok)?;
+                let config = url.parse().map_err(|e| crate::config::ConfigError {
+                    variable: "TENANTD_DEV_DIR",
+                    problem: format!("the dev cluster's URL {url:?} is invalid: {e}"),
+                })?;
+                (config, Some(secret))
+            }
+        };
+        let secret = secret.ok_or(crate::config::ConfigError {
+            variable: "TENANTD_SECRET",
+            problem: "required when DATABASE_URL is set".to_owned(),
+        })?;
+        let dir = settings.migrations_dir.as_deref();
+        let sets = Sets {
+            auth: MigrationSet::load(SchemaSet::Auth, dir)?,
+            shared: MigrationSet::load(SchemaSet::Shared, dir)?,
+            tenant: Arc::new(MigrationSet::load(SchemaSet::Tenant, dir)?),
+        };
+        let server = Server::new(admin_config);
+        let names = Names::new(
+            &settings.tenant_prefix,
+            &settings.auth_db,
+            &settings.shared_db,
+        );
+        let admin = server.admin_pool(server.maintenance_db(), ADMIN_POOL_SIZE)?;
+        let catalog = Catalog::new(server.admin_pool(names.auth_db(), CATALOG_POOL_SIZE)?);
+        let mut shared_config = server.admin_config(names.shared_db());
+        shared_config.options("-c default_transaction_read_only=on");
+        let shared = crate::server::pool(shared_config, SHARED_POOL_SIZE)?;
+        let provisioner = Provisioner::new(
+            server.clone(),
+            admin,
+            catalog.clone(),
+            names.clone(),
+            secret,
+            sets.tenant.clone(),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                server,
+                names,
+                catalog,
+                provisioner,
+                sets,
+                shared,
+                tenant_pools: TenantPools::default(),
+            }),
+        })
+    }
+
+    /// Makes the process abort at a life-cycle step (crash-safety tests only).
+    pub fn with_crash_point(mut self, point: Option<CrashPoint>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.provisioner.crash_at(point);
+        }
+        self
+    }
+
+    /// The settings this orchestrator was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The naming scheme of databases and roles.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// The PostgreSQL server administered.
+    pub fn server(&self) -> &Server {
+        &self.inner.server
+    }
+
+    /// Creates AUTH and SHARED if missing, applies their migrations, sets up
+    /// the roles and grants of the isolation model and builds the tenant
+    /// template. Idempotent: a second run changes nothing.
+    #[tracing::instrument(skip_all)]
+    pub async fn init(&self) -> Result<InitReport, Error> {
+        let inner = &self.inner;
+        let admin = inner.provisioner.admin().await?;
+        let mut report = InitReport::default();
+        for role in [inner.names.shared_reader(), inner.names.template_owner()] {
+            create_role_if_missing(&admin, &role).await?;
+        }
+        for db in [inner.names.auth_db(), inner.names.shared_db()] {
+            if create_database_if_missing(&admin, db).await? {
+                report.created_databases.push(db.to_owned());
+            }
+        }
+        let auth = quote_ident(inner.names.auth_db());
+        let shared = quote_ident(inner.names.shared_db());
+        let reader = quote_ident(&inner.names.shared_reader());
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {auth} FROM PUBLIC; \
+                 REVOKE CONNECT, TEMPORARY ON DATABASE {shared} FROM PUBLIC; \
+                 GRANT CONNECT ON DATABASE {shared} TO {reader}"
+            ))
+            .await?;
+        let mut client = inner.server.connect(inner.names.auth_db()).await?;
+        report.auth_applied = inner
+            .sets
+            .auth
+            .apply(&mut client, inner.names.auth_db(), None)
+            .await?
+            .versions;
+        let mut client = inner.server.connect(inner.names.shared_db()).await?;
+        report.shared_applied = inner
+            .sets
+            .shared
+            .apply(&mut client, inner.names.shared_db(), None)
+            .await?
+            .versions;
+        client
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA public TO {reader}; \
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}; \
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader}"
+            ))
+            .await?;
+        let (template, built) = inner.provisioner.templates().ensure().await?;
+        report.template = template;
+        report.template_built = built;
+        Ok(report)
+    }
+
+    /// Finishes or rolls back interrupted life-cycle work.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
+        Ok(reconcile(&self.inner.provisioner).await?)
+    }
+
+    /// Creates a tenant by cloning the template (the fast path).
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant, Error> {
+        self.create_tenant_via(new, ProvisionPath::Template, LIBRARY_ACTOR)
+            .await
+    }
+
+    /// Creates a tenant by the given path, recording `actor` in the audit log.
+    pub async fn create_tenant_via(
+        &self,
+        new: NewTenant,
+        path: ProvisionPath,
+        actor: &str,
+    ) -> Result<Tenant, Error> {
+        Ok(self.inner.provisioner.create(&new, path, actor).await?)
+    }
+
+    /// The tenant with this code (the live one, else the newest gone one).
+    pub async fn tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
+        self.inner
+            .catalog
+            .tenant(code)
+            .await?
+            .ok_or_else(|| crate::provision::ProvisionError::NotFound(code.clone()).into())
+    }
+
+    /// Tenants matching `filter`, ordered by code.
+    pub async fn tenants(&self, filter: &TenantFilter) -> Result<Vec<Tenant>, Error> {
+        Ok(self.inner.catalog.list(filter).await?)
+    }
+
+    /// Suspends a tenant: its role cannot log in and its sessions end.
+    pub async fn suspend_tenant(
+        &self,
+        code: &TenantCode,
+        reason: Option<&str>,
+    ) -> Result<Tenant, Error> {
+        let tenant = self
+            .inner
+            .provisioner
+            .suspend(code, reason, LIBRARY_ACTOR)
+            .await?;
+        self.inner.tenant_pools.close(code);
+        Ok(tenant)
+    }
+
+    /// Resumes a suspended tenant.
+    pub async fn resume_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
+        Ok(self.inner.provisioner.resume(code, LIBRARY_ACTOR).await?)
+    }
+
+    /// Drops a tenant's database and role; the catalog keeps it as `deleted`.
+    pub async fn drop_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
+        self.inner.tenant_pools.close(code);
+        Ok(self.inner.provisioner.drop(code, LIBRARY_ACTOR).await?)
+    }
+
+    /// How a backend connects to the tenant's database as the tenant's role.
+    pub async fn tenant_connection(&self, code: &TenantCode) -> Result<TenantConnection, Error> {
+        let tenant = self.live_tenant(code).await?;
+        let server = &self.inner.server;
+        let password = self.inner.provisioner.role_password(&tenant);
+        Ok(TenantConnection {
+            host: server.host(),
+            port: server.port(),
+            url: server.url(&tenant.database_name, tenant.role_name(), &password),
+            database: tenant.database_name.clone(),
+            user: tenant.role_name().to_owned(),
+            password,
+        })
+    }
+
+    /// A pooled connection to the tenant's database, as the tenant's role.
+    /// Refused unless the tenant is active.
+    pub async fn tenant_client(&self, code: &TenantCode) -> Result<Object, Error> {
+        let tenant = self.tenant(code).await?;
+        if tenant.status != TenantStatus::Active {
+            return Err(Error::TenantUnavailable {
+                code: code.clone(),
+                status: tenant.status,
+            });
+        }
+        let password = self.inner.provisioner.role_password(&tenant);
+        let server = &self.inner.server;
+        let pool = self.inner.tenant_pools.get_or_create(
+            code,
+            || server.role_config(&tenant.database_name, tenant.role_name(), &password),
+            self.inner.settings.tenant_pool_size,
+        )?;
+        pool.get().await.map_err(|e| Error::Connection {
+            database: tenant.database_name.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A pooled, read-only (by default) admin connection to SHARED.
+    pub async fn shared_client(&self) -> Result<Object, Error> {
+        self.inner
+            .shared
+            .get()
+            .await
+            .map_err(|e| Error::Connection {
+                database: self.inner.names.shared_db().to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Closes every pool (at shutdown).
+    pub fn close(&self) {
+        self.inner.tenant_pools.close_all();
+        self.inner.shared.close();
+    }
+
+    async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
+        let tenant = self.tenant(code).await?;
+        match tenant.status {
+            TenantStatus::Deleted | TenantStatus::Failed => {
+                Err(crate::provision::ProvisionError::NotFound(code.clone()).into())
+            }
+            _ => Ok(tenant),
+        }
+    }
+}
+
+async fn create_role_if_missing(admin: &Object, role: &str) -> Result<(), Error> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await?
+        .is_some();
+    if !exists {
+        let created = admin
+            .batch_execute(&format!("CREATE ROLE {} NOLOGIN", quote_ident(role)))
+            .await;
+        ignore_duplicate(created)?;
+    }
+    Ok(())
+}
+
+/// Creates `db` unless it exists; returns whether it was created.
+async fn create_database_if_missing(admin: &Object, db: &str) -> Result<bool, Error> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    let created = admin
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
+        .await;
+    Ok(ignore_duplicate(created)?)
+}
+
+/// Treats "already exists" from a concurrent creator as success (false).
+fn ignore_duplicate(
+    result: Result<(), tokio_postgres::Error>,
+) -> Result<bool, tokio_postgres::Error> {
+    use tokio_postgres::error::SqlState;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::DUPLICATE_OBJECT) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}

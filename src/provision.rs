@@ -1,0 +1,504 @@
+//! The tenant life cycle as a persisted state machine:
+//! `provisioning → active ⇄ suspended → deleting → deleted` (or `failed`).
+//!
+//! Every step that touches the server runs under the tenant's advisory lock,
+//! and the catalog row is written *before* a database or role exists and
+//! marked `deleted` only *after* they are gone — so an interrupted step always
+//! leaves a row that [`crate::reconcile`] can finish or undo. This module does
+//! not decide when to reconcile, and never touches another tenant's objects.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::ident::{quote_ident, quote_literal};
+use crate::migrate::{MigrateError, MigrationSet};
+use crate::names::Names;
+use crate::secret::MasterSecret;
+use crate::server::{Server, ServerError};
+use crate::template::{TemplateError, TemplateKeeper};
+use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+
+/// A life-cycle step failed or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// No tenant has this code.
+    #[error("unknown tenant {0}; `tenantd tenant list` shows the existing ones")]
+    NotFound(TenantCode),
+    /// A live tenant has this code.
+    #[error("tenant {0} already exists")]
+    AlreadyExists(TenantCode),
+    /// A database or role of that name exists on the server but not in the catalog.
+    #[error(
+        "{kind} {name:?} already exists on the server but belongs to no tenant in the catalog; \
+         tenantd will not touch it: drop it by hand or choose another code"
+    )]
+    NameTaken {
+        /// "database" or "role".
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The tenant is not in a status that allows the action.
+    #[error("tenant {code} is {status}; cannot {action} it")]
+    WrongStatus {
+        /// The tenant.
+        code: TenantCode,
+        /// Its status.
+        status: TenantStatus,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// A catalog read or write failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The template could not be built.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The tenant migrations failed.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+    /// A connection failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// No admin connection.
+    #[error("no admin connection to the server: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A DDL statement failed.
+    #[error("PostgreSQL refused a life-cycle statement: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// How a tenant database is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionPath {
+    /// Clone the sealed template (fast).
+    Template,
+    /// Create an empty database and run the tenant migrations in it.
+    Migrate,
+}
+
+/// Where a process may be made to die, to test that the reconciler copes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// During create, after the role exists.
+    AfterRole,
+    /// During create, after the database exists (before activation).
+    AfterDatabase,
+    /// During drop, after the row is marked `deleting`.
+    AfterMarkDeleting,
+    /// During drop, after the database is gone.
+    AfterDropDatabase,
+}
+
+impl CrashPoint {
+    /// Parses `after_role`, `after_database`, `after_mark_deleting`, `after_drop_database`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "after_role" => Some(Self::AfterRole),
+            "after_database" => Some(Self::AfterDatabase),
+            "after_mark_deleting" => Some(Self::AfterMarkDeleting),
+            "after_drop_database" => Some(Self::AfterDropDatabase),
+            _ => None,
+        }
+    }
+}
+
+/// Creates, suspends, resumes and drops tenant databases and roles.
+#[derive(Clone)]
+pub struct Provisioner {
+    server: Server,
+    admin: Pool,
+    catalog: Catalog,
+    names: Names,
+    secret: MasterSecret,
+    tenant_set: Arc<MigrationSet>,
+    templates: TemplateKeeper,
+    crash_at: Option<CrashPoint>,
+}
+
+impl Provisioner {
+    /// A provisioner administering `server` through the `admin` pool.
+    pub fn new(
+        server: Server,
+        admin: Pool,
+        catalog: Catalog,
+        names: Names,
+        secret: MasterSecret,
+        tenant_set: Arc<MigrationSet>,
+    ) -> Self {
+        let templates = TemplateKeeper::new(
+            server.clone(),
+            admin.clone(),
+            catalog.clone(),
+            names.clone(),
+            tenant_set.clone(),
+        );
+        Self {
+            server,
+            admin,
+            catalog,
+            names,
+            secret,
+            tenant_set,
+            templates,
+            crash_at: None,
+        }
+    }
+
+    /// Makes the process abort at `point` (crash-safety tests only).
+    pub fn crash_at(&mut self, point: Option<CrashPoint>) {
+        self.crash_at = point;
+    }
+
+    /// The template keeper.
+    pub fn templates(&self) -> &TemplateKeeper {
+        &self.templates
+    }
+
+    /// The password of a tenant's role.
+    pub fn role_password(&self, tenant: &Tenant) -> String {
+        self.secret.role_password(tenant.id)
+    }
+
+    fn maybe_crash(&self, point: CrashPoint) {
+        if self.crash_at == Some(point) {
+            tracing::error!(?point, "crash point reached: aborting the process");
+            std::process::abort();
+        }
+    }
+
+    /// Creates a tenant: role, database (by `path`), grants, schema; `active` on success.
+    #[tracing::instrument(skip_all, fields(tenant = %new.code, ?path))]
+    pub async fn create(
+        &self,
+        new: &NewTenant,
+        path: ProvisionPath,
+        actor: &str,
+    ) -> Result<Tenant, ProvisionError> {
+        let lock = self.catalog.lock_tenant(&new.code).await?;
+        let result = self.create_locked(new, path, actor).await;
+        lock.release().await?;
+        result
+    }
+
+    async fn create_locked(
+        &self,
+        new: &NewTenant,
+        path: ProvisionPath,
+        actor: &str,
+    ) -> Result<Tenant, ProvisionError> {
+        if let Some(existing) = self.catalog.tenant(&new.code).await?
+            && !matches!(
+                existing.status,
+                TenantStatus::Deleted | TenantStatus::Failed
+            )
+        {
+            return Err(ProvisionError::AlreadyExists(new.code.clone()));
+        }
+        let database = self.names.tenant_db(&new.code);
+        let admin = self.admin.get().await?;
+        self.ensure_name_free(&admin, &database).await?;
+        let template = match path {
+            ProvisionPath::Template => Some(self.templates.ensure().await?.0),
+            ProvisionPath::Migrate => None,
+        };
+        let tenant = self
+            .catalog
+            .insert_provisioning(new, Uuid::now_v7(), &database)
+            .await
+            .map_err(|e| match e {
+                CatalogError::AlreadyExists(code) => ProvisionError::AlreadyExists(code),
+                other => other.into(),
+            })?;
+        let op = self
+            .catalog
+            .start_operation(Some(&tenant), "create", actor, json!({ "path": path }))
+            .await?;
+        match self.build(&admin, &tenant, template.as_deref()).await {
+            Ok(version) => {
+                self.catalog.activate(tenant.id, version).await?;
+                self.catalog.finish_operation(op, None).await?;
+                tracing::info!(database, version, "tenant provisioned");
+                self.catalog
+                    .tenant_by_id(tenant.id)
+                    .await?
+                    .ok_or(ProvisionError::NotFound(tenant.code))
+            }
+            Err(error) => {
+                let reason = format!("provisioning failed: {error}");
+                tracing::warn!(%error, "provisioning failed; rolling back");
+                self.teardown(&admin, &tenant).await?;
+                self.catalog
+                    .set_status(tenant.id, TenantStatus::Failed, Some(&reason))
+                    .await?;
+                self.catalog.finish_operation(op, Some(&reason)).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Refuses to provision over a database or role that the catalog does not know.
+    async fn ensure_name_free(&self, admin: &Object, name: &str) -> Result<(), ProvisionError> {
+        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), \
+                                  EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)";
+        let row = admin.query_one(SQL, &[&name]).await?;
+        let kind = match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+            (true, _) => "database",
+            (_, true) => "role",
+            _ => return Ok(()),
+        };
+        Err(ProvisionError::NameTaken {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Makes the role and database of a `provisioning` tenant; returns its schema version.
+    async fn build(
+        &self,
+        admin: &Object,
+        tenant: &Tenant,
+        template: Option<&str>,
+    ) -> Result<Option<i32>, ProvisionError> {
+        let role = quote_ident(tenant.role_name());
+        let db = quote_ident(&tenant.database_name);
+        let password = quote_literal(&self.role_password(tenant));
+        let reader = quote_ident(&self.names.shared_reader());
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 PASSWORD {password} IN ROLE {reader}"
+            ))
+            .await?;
+        self.maybe_crash(CrashPoint::AfterRole);
+        let source = match template {
+            Some(template) => format!("TEMPLATE {} STRATEGY WAL_LOG", quote_ident(template)),
+            None => "TEMPLATE template0".to_owned(),
+        };
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db} OWNER {role} {source}"))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC"
+            ))
+            .await?;
+        self.maybe_crash(CrashPoint::AfterDatabase);
+        let mut client = self.server.connect(&tenant.database_name).await?;
+        if template.is_some() {
+            let owner = quote_ident(&self.names.template_owner());
+            client
+                .batch_execute(&format!("REASSIGN OWNED BY {owner} TO {role}"))
+                .await?;
+            Ok(self
+                .tenant_set
+                .current_version(&mut client, &tenant.database_name)
+                .await?)
+        } else {
+            let applied = self
+                .tenant_set
+                .apply(&mut client, &tenant.database_name, Some(tenant.role_name()))
+                .await?;
+            Ok(applied.current)
+        }
+    }
+
+    /// Drops the tenant's database and role if they exist (its own objects only:
+    /// the names were verified free before the tenant row was written).
+    pub(crate) async fn teardown(
+        &self,
+        admin: &Object,
+        tenant: &Tenant,
+    ) -> Result<(), ProvisionError> {
+        let role = quote_ident(tenant.role_name());
+        let db = quote_ident(&tenant.database_name);
+        let role_exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&tenant.role_name()],
+            )
+            .await?
+            .is_some();
+        if role_exists {
+            admin
+                .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
+                .await?;
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await?;
+        self.maybe_crash(CrashPoint::AfterDropDatabase);
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Suspends an active tenant: its role can no longer log in and its open
+    /// sessions are ended.
+    #[tracing::instrument(skip_all, fields(tenant = %code))]
+    pub async fn suspend(
+        &self,
+        code: &TenantCode,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<Tenant, ProvisionError> {
+        self.transition(
+            code,
+            "suspend",
+            actor,
+            TenantStatus::Active,
+            TenantStatus::Suspended,
+            reason,
+        )
+        .await
+    }
+
+    /// Resumes a suspended tenant.
+    #[tracing::instrument(skip_all, fields(tenant = %code))]
+    pub async fn resume(&self, code: &TenantCode, actor: &str) -> Result<Tenant, ProvisionError> {
+        self.transition(
+            code,
+            "resume",
+            actor,
+            TenantStatus::Suspended,
+            TenantStatus::Active,
+            None,
+        )
+        .await
+    }
+
+    async fn transition(
+        &self,
+        code: &TenantCode,
+        action: &'static str,
+        actor: &str,
+        from: TenantStatus,
+        to: TenantStatus,
+        reason: Option<&str>,
+    ) -> Result<Tenant, ProvisionError> {
+        let lock = self.catalog.lock_tenant(code).await?;
+        let result = async {
+            let tenant = self.live_tenant(code).await?;
+            if tenant.status != from {
+                return Err(ProvisionError::WrongStatus {
+                    code: code.clone(),
+                    status: tenant.status,
+                    action,
+                });
+            }
+            let op = self
+                .catalog
+                .start_operation(Some(&tenant), action, actor, json!({ "reason": reason }))
+                .await?;
+            let admin = self.admin.get().await?;
+            self.set_login(&admin, &tenant, to == TenantStatus::Active)
+                .await?;
+            self.catalog.set_status(tenant.id, to, reason).await?;
+            self.catalog.finish_operation(op, None).await?;
+            self.catalog
+                .tenant_by_id(tenant.id)
+                .await?
+                .ok_or(ProvisionError::NotFound(code.clone()))
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+
+    /// Lets the tenant's role log in, or forbids it and ends its sessions.
+    pub(crate) async fn set_login(
+        &self,
+        admin: &Object,
+        tenant: &Tenant,
+        can_login: bool,
+    ) -> Result<(), ProvisionError> {
+        let role = quote_ident(tenant.role_name());
+        if can_login {
+            admin
+                .batch_execute(&format!("ALTER ROLE {role} LOGIN"))
+                .await?;
+        } else {
+            admin
+                .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
+                .await?;
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    &[&tenant.role_name()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops a tenant's database and role; the catalog row stays as `deleted`.
+    #[tracing::instrument(skip_all, fields(tenant = %code))]
+    pub async fn drop(&self, code: &TenantCode, actor: &str) -> Result<Tenant, ProvisionError> {
+        let lock = self.catalog.lock_tenant(code).await?;
+        let result = async {
+            let tenant = self.live_tenant(code).await?;
+            if !matches!(
+                tenant.status,
+                TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
+            ) {
+                return Err(ProvisionError::WrongStatus {
+                    code: code.clone(),
+                    status: tenant.status,
+                    action: "drop",
+                });
+            }
+            let op = self
+                .catalog
+                .start_operation(Some(&tenant), "drop", actor, json!({}))
+                .await?;
+            self.catalog
+                .set_status(tenant.id, TenantStatus::Deleting, None)
+                .await?;
+            self.maybe_crash(CrashPoint::AfterMarkDeleting);
+            self.finish_drop(&tenant).await?;
+            self.catalog.finish_operation(op, None).await?;
+            self.catalog
+                .tenant_by_id(tenant.id)
+                .await?
+                .ok_or(ProvisionError::NotFound(code.clone()))
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+
+    /// Completes the drop of a `deleting` tenant.
+    pub(crate) async fn finish_drop(&self, tenant: &Tenant) -> Result<(), ProvisionError> {
+        let admin = self.admin.get().await?;
+        self.teardown(&admin, tenant).await?;
+        self.catalog
+            .set_status(tenant.id, TenantStatus::Deleted, None)
+            .await?;
+        tracing::info!(tenant = %tenant.code, "tenant dropped");
+        Ok(())
+    }
+
+    /// The tenant with this code, unless it is gone (deleted or failed).
+    async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, ProvisionError> {
+        match self.catalog.tenant(code).await? {
+            Some(t) if !matches!(t.status, TenantStatus::Deleted | TenantStatus::Failed) => Ok(t),
+            _ => Err(ProvisionError::NotFound(code.clone())),
+        }
+    }
+
+    /// An admin connection to the server's maintenance database.
+    pub(crate) async fn admin(&self) -> Result<Object, ProvisionError> {
+        Ok(self.admin.get().await?)
+    }
+
+    /// The catalog.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}

@@ -1,0 +1,146 @@
+//! The reconciler: makes every interrupted life-cycle step either finish or
+//! roll back, so that the server and the catalog agree again.
+//!
+//! - `provisioning` (a create that died): database and role are dropped, the
+//!   row becomes `failed` — a half-built database is never trusted.
+//! - `deleting` (a drop that died): the drop is completed, the row becomes `deleted`.
+//! - `active` / `suspended`: the role's LOGIN flag is made to match the
+//!   status (a suspend or resume that died between its two writes), and a row
+//!   whose database has vanished becomes `failed`.
+//!
+//! A tenant whose lock is held is being worked on by a live process and is
+//! left alone.
+
+use serde::Serialize;
+
+use crate::provision::{ProvisionError, Provisioner};
+use crate::tenant::{Tenant, TenantCode, TenantStatus};
+
+/// What a reconcile pass did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReconcileReport {
+    /// Interrupted creates rolled back (now `failed`).
+    pub rolled_back: Vec<TenantCode>,
+    /// Interrupted drops completed (now `deleted`).
+    pub completed_drops: Vec<TenantCode>,
+    /// Roles whose LOGIN flag was corrected to match the status.
+    pub login_fixed: Vec<TenantCode>,
+    /// Rows whose database was missing (now `failed`).
+    pub missing_database: Vec<TenantCode>,
+    /// Tenants skipped because another process holds their lock.
+    pub busy: Vec<TenantCode>,
+}
+
+impl ReconcileReport {
+    /// True when nothing needed repair.
+    pub fn is_clean(&self) -> bool {
+        self.rolled_back.is_empty()
+            && self.completed_drops.is_empty()
+            && self.login_fixed.is_empty()
+            && self.missing_database.is_empty()
+    }
+}
+
+/// Runs one reconcile pass over every tenant that may need repair.
+#[tracing::instrument(skip_all)]
+pub async fn reconcile(provisioner: &Provisioner) -> Result<ReconcileReport, ProvisionError> {
+    let catalog = provisioner.catalog();
+    let mut report = ReconcileReport::default();
+    let mut candidates = catalog
+        .tenants_in(&[TenantStatus::Provisioning, TenantStatus::Deleting])
+        .await?;
+    candidates.extend(catalog.live_tenants_out_of_sync().await?);
+    for tenant in candidates {
+        let Some(lock) = catalog.try_lock_tenant(&tenant.code).await? else {
+            report.busy.push(tenant.code.clone());
+            continue;
+        };
+        // Re-read under the lock: the row may have moved since the list was taken.
+        let current = catalog.tenant_by_id(tenant.id).await?;
+        let outcome = match current {
+            Some(current) => repair(provisioner, &current, &mut report).await,
+            None => Ok(()),
+        };
+        lock.release().await?;
+        outcome?;
+    }
+    Ok(report)
+}
+
+async fn repair(
+    provisioner: &Provisioner,
+    tenant: &Tenant,
+    report: &mut ReconcileReport,
+) -> Result<(), ProvisionError> {
+    let catalog = provisioner.catalog();
+    match tenant.status {
+        TenantStatus::Provisioning => {
+            let admin = provisioner.admin().await?;
+            provisioner.teardown(&admin, tenant).await?;
+            let reason = "provisioning was interrupted; rolled back by reconcile";
+            catalog
+                .set_status(tenant.id, TenantStatus::Failed, Some(reason))
+                .await?;
+            let op = catalog
+                .start_operation(
+                    Some(tenant),
+                    "reconcile",
+                    "reconciler",
+                    serde_json::json!({ "repair": "rollback_create" }),
+                )
+                .await?;
+            catalog.finish_operation(op, None).await?;
+            tracing::warn!(tenant = %tenant.code, "rolled back an interrupted create");
+            report.rolled_back.push(tenant.code.clone());
+        }
+        TenantStatus::Deleting => {
+            provisioner.finish_drop(tenant).await?;
+            let op = catalog
+                .start_operation(
+                    Some(tenant),
+                    "reconcile",
+                    "reconciler",
+                    serde_json::json!({ "repair": "complete_drop" }),
+                )
+                .await?;
+            catalog.finish_operation(op, None).await?;
+            tracing::warn!(tenant = %tenant.code, "completed an interrupted drop");
+            report.completed_drops.push(tenant.code.clone());
+        }
+        TenantStatus::Active | TenantStatus::Suspended => {
+            check_live(provisioner, tenant, report).await?
+        }
+        TenantStatus::Deleted | TenantStatus::Failed => {}
+    }
+    Ok(())
+}
+
+async fn check_live(
+    provisioner: &Provisioner,
+    tenant: &Tenant,
+    report: &mut ReconcileReport,
+) -> Result<(), ProvisionError> {
+    const SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), \
+                              (SELECT rolcanlogin FROM pg_roles WHERE rolname = $2)";
+    let admin = provisioner.admin().await?;
+    let row = admin
+        .query_one(SQL, &[&tenant.database_name, &tenant.role_name()])
+        .await?;
+    let (db_exists, can_login): (bool, Option<bool>) = (row.get(0), row.get(1));
+    if !db_exists || can_login.is_none() {
+        let reason = "database or role missing on the server; found by reconcile";
+        provisioner
+            .catalog()
+            .set_status(tenant.id, TenantStatus::Failed, Some(reason))
+            .await?;
+        tracing::error!(tenant = %tenant.code, "tenant database or role is missing; marked failed");
+        report.missing_database.push(tenant.code.clone());
+        return Ok(());
+    }
+    let should_login = tenant.status == TenantStatus::Active;
+    if can_login != Some(should_login) {
+        provisioner.set_login(&admin, tenant, should_login).await?;
+        report.login_fixed.push(tenant.code.clone());
+    }
+    Ok(())
+}

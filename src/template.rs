@@ -1,0 +1,178 @@
+//! The template database: a sealed copy of the newest tenant schema that
+//! provisioning clones (`CREATE DATABASE … TEMPLATE … STRATEGY WAL_LOG`).
+//!
+//! A template is named after the fingerprint of the tenant migration set, so
+//! a new set builds a new template. It is built under a private name, then
+//! renamed and sealed (`IS_TEMPLATE true`, `ALLOW_CONNECTIONS false`): no
+//! stray connection can make a clone fail, and a half-built template is never
+//! cloned. Its objects belong to a dedicated role that every clone hands over
+//! to its tenant with `REASSIGN OWNED`.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::error::SqlState;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::ident::quote_ident;
+use crate::migrate::{MigrateError, MigrationSet};
+use crate::names::Names;
+use crate::server::{Server, ServerError};
+
+/// Second key of the catalog-wide lock held while a template is built.
+const TEMPLATE_LOCK: i32 = 1;
+
+/// The template could not be built or found.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The catalog lock could not be taken.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A connection failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The tenant migrations failed on the template.
+    #[error("building the template database failed: {0}")]
+    Migrate(#[from] MigrateError),
+    /// A DDL statement failed.
+    #[error("template upkeep failed: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// No admin connection.
+    #[error("no admin connection to the server: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+}
+
+/// Keeps the template of the current tenant migration set.
+#[derive(Clone)]
+pub struct TemplateKeeper {
+    server: Server,
+    admin: Pool,
+    catalog: Catalog,
+    names: Names,
+    set: Arc<MigrationSet>,
+}
+
+impl TemplateKeeper {
+    /// A keeper building templates of `set`.
+    pub fn new(
+        server: Server,
+        admin: Pool,
+        catalog: Catalog,
+        names: Names,
+        set: Arc<MigrationSet>,
+    ) -> Self {
+        Self {
+            server,
+            admin,
+            catalog,
+            names,
+            set,
+        }
+    }
+
+    /// The template's name for the current set.
+    pub fn name(&self) -> String {
+        self.names.template(self.set.fingerprint())
+    }
+
+    /// Returns the sealed template of the current set, building it first if
+    /// needed. Returns whether it was built by this call.
+    pub async fn ensure(&self) -> Result<(String, bool), TemplateError> {
+        let name = self.name();
+        let admin = self.admin.get().await?;
+        if is_sealed(&admin, &name).await? {
+            return Ok((name, false));
+        }
+        let lock = self.catalog.lock_global(TEMPLATE_LOCK).await?;
+        let built = if is_sealed(&admin, &name).await? {
+            false
+        } else {
+            self.build(&admin, &name).await?;
+            true
+        };
+        self.drop_stale(&admin, &name).await?;
+        lock.release().await?;
+        Ok((name, built))
+    }
+
+    async fn build(&self, admin: &Object, name: &str) -> Result<(), TemplateError> {
+        let build = self.names.template_build(self.set.fingerprint());
+        let owner = quote_ident(&self.names.template_owner());
+        let build_q = quote_ident(&build);
+        tracing::info!(template = name, "building the tenant template database");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {build_q} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {build_q} TEMPLATE template0"))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {build_q} FROM PUBLIC"
+            ))
+            .await?;
+        {
+            let mut client = self.server.connect(&build).await?;
+            // The owner role needs CREATE on public only while the migrations run.
+            client
+                .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {owner}"))
+                .await?;
+            self.set
+                .apply(&mut client, &build, Some(&self.names.template_owner()))
+                .await?;
+            client
+                .batch_execute(&format!("REVOKE CREATE ON SCHEMA public FROM {owner}"))
+                .await?;
+        }
+        let name_q = quote_ident(name);
+        admin
+            .batch_execute(&format!("ALTER DATABASE {build_q} RENAME TO {name_q}"))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {name_q} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Drops templates of older sets and builds left by an interrupted process.
+    async fn drop_stale(&self, admin: &Object, current: &str) -> Result<(), TemplateError> {
+        let rows = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) OR starts_with(datname, $2)",
+                &[&self.names.template_prefix(), &self.names.template_build_prefix()],
+            )
+            .await?;
+        for row in rows {
+            let name: String = row.get(0);
+            if name == current {
+                continue;
+            }
+            let quoted = quote_ident(&name);
+            let dropped = admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {quoted} WITH IS_TEMPLATE false; DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
+                ))
+                .await;
+            match dropped {
+                Ok(()) => tracing::info!(database = %name, "dropped a stale template database"),
+                Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
+                    tracing::warn!(database = %name, "stale template still in use; left for the next run");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn is_sealed(admin: &Object, name: &str) -> Result<bool, tokio_postgres::Error> {
+    let row = admin
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate AND NOT datallowconn",
+            &[&name],
+        )
+        .await?;
+    Ok(row.is_some())
+}
