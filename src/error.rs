@@ -95,10 +95,14 @@ impl Error {
             | Self::Catalog(CatalogError::Unavailable(_))
             | Self::Provision(
                 ProvisionError::Server(_)
-                | ProvisionError::Pool(_)
-                | ProvisionError::Catalog(CatalogError::Unavailable(_)),
+                | ProvisionError::Catalog(CatalogError::Unavailable(_))
+                | ProvisionError::Template(
+                    TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
+                ),
             )
-            | Self::Template(TemplateError::Server(_)) => ErrorKind::Unavailable,
+            | Self::Template(
+                TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
+            ) => ErrorKind::Unavailable,
             Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
             _ => ErrorKind::Internal,
         }

@@ -64,9 +64,6 @@ pub enum ProvisionError {
     /// A connection failed.
     #[error(transparent)]
     Server(#[from] ServerError),
-    /// No admin connection.
-    #[error("no admin connection to the server: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
     /// A DDL statement failed.
     #[error("PostgreSQL refused a life-cycle statement: {0}")]
     Db(#[from] tokio_postgres::Error),
@@ -201,7 +198,7 @@ impl Provisioner {
             return Err(ProvisionError::AlreadyExists(new.code.clone()));
         }
         let database = self.names.tenant_db(&new.code);
-        let admin = self.admin.get().await?;
+        let admin = self.admin().await?;
         self.ensure_name_free(&admin, &database).await?;
         let template = match path {
             ProvisionPath::Template => Some(self.templates.ensure().await?.0),
@@ -396,7 +393,7 @@ impl Provisioner {
                 .catalog
                 .start_operation(Some(&tenant), action, actor, json!({ "reason": reason }))
                 .await?;
-            let admin = self.admin.get().await?;
+            let admin = self.admin().await?;
             self.set_login(&admin, &tenant, to == TenantStatus::Active)
                 .await?;
             self.catalog.set_status(tenant.id, to, reason).await?;
@@ -475,7 +472,7 @@ impl Provisioner {
 
     /// Completes the drop of a `deleting` tenant.
     pub(crate) async fn finish_drop(&self, tenant: &Tenant) -> Result<(), ProvisionError> {
-        let admin = self.admin.get().await?;
+        let admin = self.admin().await?;
         self.teardown(&admin, tenant).await?;
         self.catalog
             .set_status(tenant.id, TenantStatus::Deleted, None)
@@ -494,7 +491,10 @@ impl Provisioner {
 
     /// An admin connection to the server's maintenance database.
     pub(crate) async fn admin(&self) -> Result<Object, ProvisionError> {
-        Ok(self.admin.get().await?)
+        Ok(self
+            .server
+            .checkout(&self.admin, self.server.maintenance_db())
+            .await?)
     }
 
     /// The catalog.

@@ -29,6 +29,19 @@ pub enum ServerError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A pool could not open a connection.
+    #[error(
+        "cannot connect to PostgreSQL database {database:?} at {address}: {detail}; \
+         check DATABASE_URL and that the server is running"
+    )]
+    PoolUnavailable {
+        /// The database being opened.
+        database: String,
+        /// host:port of the server.
+        address: String,
+        /// The pool's error with its causes.
+        detail: String,
+    },
     /// A pool could not be built from the settings.
     #[error("cannot build a connection pool for {database:?}: {reason}")]
     Pool {
@@ -69,6 +82,20 @@ impl Server {
         let mut config = self.admin_config(database);
         config.user(role).password(password);
         config
+    }
+
+    /// Checks a connection out of `pool` (a pool of this server's `database`),
+    /// naming the server and database when none can be opened.
+    pub async fn checkout(
+        &self,
+        pool: &Pool,
+        database: &str,
+    ) -> Result<deadpool_postgres::Object, ServerError> {
+        pool.get().await.map_err(|e| ServerError::PoolUnavailable {
+            database: database.to_owned(),
+            address: self.address(),
+            detail: error_chain(&e),
+        })
     }
 
     /// Opens an admin connection to `database`; its driver task runs in the background.
@@ -181,4 +208,19 @@ fn address(config: &Config) -> String {
         "{host}:{}",
         config.get_ports().first().copied().unwrap_or(5432)
     )
+}
+
+/// An error and its causes on one line (`a: b: c`), without repeats.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -37,9 +37,6 @@ pub enum TemplateError {
     /// A DDL statement failed.
     #[error("template upkeep failed: {0}")]
     Db(#[from] tokio_postgres::Error),
-    /// No admin connection.
-    #[error("no admin connection to the server: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
 }
 
 /// Keeps the template of the current tenant migration set.
@@ -79,7 +76,10 @@ impl TemplateKeeper {
     /// needed. Returns whether it was built by this call.
     pub async fn ensure(&self) -> Result<(String, bool), TemplateError> {
         let name = self.name();
-        let admin = self.admin.get().await?;
+        let admin = self
+            .server
+            .checkout(&self.admin, self.server.maintenance_db())
+            .await?;
         if is_sealed(&admin, &name).await? {
             return Ok((name, false));
         }
