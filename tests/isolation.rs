@@ -23,8 +23,7 @@ async fn role_config(
 async fn connect_error(config: &tokio_postgres::Config) -> SqlState {
     let error = connect_config(config)
         .await
-        .err()
-        .expect("connection must be refused");
+        .expect_err("connection must be refused");
     error
         .code()
         .cloned()
