@@ -80,36 +80,46 @@ impl Catalog {
         Ok(self.pool.get().await?)
     }
 
-    /// Records a new tenant in `provisioning`; fails if a live tenant has the code.
+    /// Records a new tenant in `provisioning` together with the audit-log
+    /// entry of its creation (one statement, one commit); fails with
+    /// [`CatalogError::AlreadyExists`] if a live tenant has the code.
     pub async fn insert_provisioning(
         &self,
         new: &NewTenant,
-        id: Uuid,
         database_name: &str,
-    ) -> Result<Tenant, CatalogError> {
-        const SQL: &str = "INSERT INTO tenants (id, code, name, region, plan, status, admin_email, database_name) \
-             VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $7) RETURNING ";
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<(Tenant, Uuid), CatalogError> {
+        const SQL: &str = "WITH t AS ( \
+               INSERT INTO tenants (id, code, name, region, plan, status, admin_email, database_name) \
+               VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $7) RETURNING *), \
+             o AS ( \
+               INSERT INTO operations (id, tenant_id, tenant_code, kind, status, actor, detail) \
+               SELECT $8, t.id, t.code, 'create', 'running', $9, $10 FROM t) \
+             SELECT ";
+        let (id, op) = (Uuid::now_v7(), Uuid::now_v7());
+        let sql = format!("{SQL}{TENANT_COLUMNS} FROM t");
         let client = self.client().await?;
-        let sql = format!("{SQL}{TENANT_COLUMNS}");
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &id,
+            &new.code.as_str(),
+            &new.name,
+            &new.region.as_str(),
+            &new.plan.as_str(),
+            &new.admin_email,
+            &database_name,
+            &op,
+            &actor,
+            &detail,
+        ];
         let row = client
-            .query_one(
-                &sql,
-                &[
-                    &id,
-                    &new.code.as_str(),
-                    &new.name,
-                    &new.region.as_str(),
-                    &new.plan.as_str(),
-                    &new.admin_email,
-                    &database_name,
-                ],
-            )
+            .query_one(&sql, &params)
             .await
             .map_err(|e| match e.code() {
                 Some(&SqlState::UNIQUE_VIOLATION) => CatalogError::AlreadyExists(new.code.clone()),
                 _ => CatalogError::Db(e),
             })?;
-        tenant_from_row(&row)
+        Ok((tenant_from_row(&row)?, op))
     }
 
     /// The tenant with this code: the live one, else the newest gone one.
@@ -206,19 +216,25 @@ impl Catalog {
         Ok(())
     }
 
-    /// Marks a provisioned tenant active at `schema_version`.
+    /// Marks a provisioned tenant active at `schema_version` and closes the
+    /// creation's audit-log entry `op` (one statement, one commit).
     pub async fn activate(
         &self,
         id: Uuid,
         schema_version: Option<i32>,
-    ) -> Result<(), CatalogError> {
-        const SQL: &str = "UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2, \
-             updated_at = now() WHERE id = $1";
-        self.client()
+        op: Uuid,
+    ) -> Result<Tenant, CatalogError> {
+        const SQL: &str = "WITH o AS ( \
+               UPDATE operations SET status = 'succeeded', finished_at = now() WHERE id = $3) \
+             UPDATE tenants SET status = 'active', status_reason = NULL, schema_version = $2, \
+               updated_at = now() WHERE id = $1 RETURNING ";
+        let sql = format!("{SQL}{TENANT_COLUMNS}");
+        let row = self
+            .client()
             .await?
-            .execute(SQL, &[&id, &schema_version])
+            .query_one(&sql, &[&id, &schema_version, &op])
             .await?;
-        Ok(())
+        tenant_from_row(&row)
     }
 
     /// Starts an audit-log entry for a life-cycle action.

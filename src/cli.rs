@@ -237,12 +237,7 @@ async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> 
         }
         Command::Reconcile => {
             let report = orchestrator.reconcile().await?;
-            let text = if report.is_clean() {
-                "nothing to repair".to_owned()
-            } else {
-                format!("{report:?}")
-            };
-            print(json, &report, &text)
+            print(json, &report, &report.to_string())
         }
         Command::Tenant(command) => tenant(orchestrator, command, json).await,
         Command::Dev(_) => Ok(()),

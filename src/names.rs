@@ -50,12 +50,6 @@ impl Names {
         format!("{}__shared_reader", self.prefix)
     }
 
-    /// The role owning the objects of the template database until a clone
-    /// hands them to its tenant.
-    pub fn template_owner(&self) -> String {
-        format!("{}__template_owner", self.prefix)
-    }
-
     /// The sealed template of the tenant migration set with this fingerprint.
     pub fn template(&self, fingerprint: &str) -> String {
         format!("{}{}", self.template_prefix(), fingerprint)
@@ -88,7 +82,7 @@ mod tests {
         assert_eq!(names.tenant_db(&code), "tenantd_acme");
         for private in [
             names.shared_reader(),
-            names.template_owner(),
+            names.template_build("0123456789abcdef"),
             names.template("0123456789abcdef"),
         ] {
             let suffix = private.strip_prefix("tenantd_").unwrap();

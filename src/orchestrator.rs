@@ -188,9 +188,7 @@ impl Orchestrator {
         let inner = &self.inner;
         let admin = inner.provisioner.admin().await?;
         let mut report = InitReport::default();
-        for role in [inner.names.shared_reader(), inner.names.template_owner()] {
-            create_role_if_missing(&admin, &role).await?;
-        }
+        create_role_if_missing(&admin, &inner.names.shared_reader()).await?;
         for db in [inner.names.auth_db(), inner.names.shared_db()] {
             if create_database_if_missing(&admin, db).await? {
                 report.created_databases.push(db.to_owned());

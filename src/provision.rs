@@ -11,11 +11,10 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::ident::{quote_ident, quote_literal};
-use crate::migrate::{MigrateError, MigrationSet};
+use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
 use crate::secret::MasterSecret;
 use crate::server::{Server, ServerError};
@@ -204,27 +203,21 @@ impl Provisioner {
             ProvisionPath::Template => Some(self.templates.ensure().await?.0),
             ProvisionPath::Migrate => None,
         };
-        let tenant = self
+        // Under the tenant lock the check above is final; the partial unique
+        // index on live codes backs it up.
+        let (tenant, op) = self
             .catalog
-            .insert_provisioning(new, Uuid::now_v7(), &database)
+            .insert_provisioning(new, &database, actor, json!({ "path": path }))
             .await
             .map_err(|e| match e {
                 CatalogError::AlreadyExists(code) => ProvisionError::AlreadyExists(code),
                 other => other.into(),
             })?;
-        let op = self
-            .catalog
-            .start_operation(Some(&tenant), "create", actor, json!({ "path": path }))
-            .await?;
         match self.build(&admin, &tenant, template.as_deref()).await {
             Ok(version) => {
-                self.catalog.activate(tenant.id, version).await?;
-                self.catalog.finish_operation(op, None).await?;
+                let tenant = self.catalog.activate(tenant.id, version, op).await?;
                 tracing::info!(database, version, "tenant provisioned");
-                self.catalog
-                    .tenant_by_id(tenant.id)
-                    .await?
-                    .ok_or(ProvisionError::NotFound(tenant.code))
+                Ok(tenant)
             }
             Err(error) => {
                 let reason = format!("provisioning failed: {error}");
@@ -286,23 +279,22 @@ impl Provisioner {
             ))
             .await?;
         self.maybe_crash(CrashPoint::AfterDatabase);
-        let mut client = self.server.connect(&tenant.database_name).await?;
         if template.is_some() {
-            let owner = quote_ident(&self.names.template_owner());
-            client
-                .batch_execute(&format!("REASSIGN OWNED BY {owner} TO {role}"))
-                .await?;
-            Ok(self
-                .tenant_set
-                .current_version(&mut client, &tenant.database_name)
-                .await?)
-        } else {
-            let applied = self
-                .tenant_set
-                .apply(&mut client, &tenant.database_name, Some(tenant.role_name()))
-                .await?;
-            Ok(applied.current)
+            // The template's objects belong to pg_database_owner, which in the
+            // clone *is* the tenant's role: no connection to the clone needed,
+            // and it sits at the set's newest version by construction.
+            return Ok(Some(self.tenant_set.latest_version()));
         }
+        let mut client = self.server.connect(&tenant.database_name).await?;
+        let applied = self
+            .tenant_set
+            .apply(
+                &mut client,
+                &tenant.database_name,
+                Some(TENANT_OBJECT_OWNER),
+            )
+            .await?;
+        Ok(applied.current)
     }
 
     /// Drops the tenant's database and role if they exist (its own objects only:

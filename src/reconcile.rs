@@ -31,6 +31,40 @@ pub struct ReconcileReport {
     pub busy: Vec<TenantCode>,
 }
 
+impl std::fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_clean() && self.busy.is_empty() {
+            return f.write_str("nothing to repair");
+        }
+        let lines = [
+            (
+                "rolled back interrupted creates (now failed)",
+                &self.rolled_back,
+            ),
+            (
+                "completed interrupted drops (now deleted)",
+                &self.completed_drops,
+            ),
+            ("LOGIN flag corrected to match status", &self.login_fixed),
+            (
+                "database or role missing (now failed)",
+                &self.missing_database,
+            ),
+            ("skipped, being worked on by another process", &self.busy),
+        ];
+        let mut first = true;
+        for (what, codes) in lines.iter().filter(|(_, codes)| !codes.is_empty()) {
+            let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+            if !first {
+                f.write_str("\n")?;
+            }
+            write!(f, "{what}: {}", codes.join(", "))?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
 impl ReconcileReport {
     /// True when nothing needed repair.
     pub fn is_clean(&self) -> bool {
@@ -128,7 +162,16 @@ async fn check_live(
         .await?;
     let (db_exists, can_login): (bool, Option<bool>) = (row.get(0), row.get(1));
     if !db_exists || can_login.is_none() {
-        let reason = "database or role missing on the server; found by reconcile";
+        if !db_exists {
+            // No data left to protect: drop the orphaned role too, so the
+            // code can be provisioned again.
+            provisioner.teardown(&admin, tenant).await?;
+        }
+        let reason = if db_exists {
+            "role missing on the server (database kept); found by reconcile"
+        } else {
+            "database missing on the server (role dropped); found by reconcile"
+        };
         provisioner
             .catalog()
             .set_status(tenant.id, TenantStatus::Failed, Some(reason))

@@ -5,8 +5,8 @@
 //! a new set builds a new template. It is built under a private name, then
 //! renamed and sealed (`IS_TEMPLATE true`, `ALLOW_CONNECTIONS false`): no
 //! stray connection can make a clone fail, and a half-built template is never
-//! cloned. Its objects belong to a dedicated role that every clone hands over
-//! to its tenant with `REASSIGN OWNED`.
+//! cloned. Its objects belong to `pg_database_owner`, so in every clone they
+//! belong to the clone's owner — the tenant's role — with no further work.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::ident::quote_ident;
-use crate::migrate::{MigrateError, MigrationSet};
+use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
 use crate::server::{Server, ServerError};
 
@@ -97,7 +97,6 @@ impl TemplateKeeper {
 
     async fn build(&self, admin: &Object, name: &str) -> Result<(), TemplateError> {
         let build = self.names.template_build(self.set.fingerprint());
-        let owner = quote_ident(&self.names.template_owner());
         let build_q = quote_ident(&build);
         tracing::info!(template = name, "building the tenant template database");
         admin
@@ -113,15 +112,8 @@ impl TemplateKeeper {
             .await?;
         {
             let mut client = self.server.connect(&build).await?;
-            // The owner role needs CREATE on public only while the migrations run.
-            client
-                .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {owner}"))
-                .await?;
             self.set
-                .apply(&mut client, &build, Some(&self.names.template_owner()))
-                .await?;
-            client
-                .batch_execute(&format!("REVOKE CREATE ON SCHEMA public FROM {owner}"))
+                .apply(&mut client, &build, Some(TENANT_OBJECT_OWNER))
                 .await?;
         }
         let name_q = quote_ident(name);
@@ -150,11 +142,18 @@ impl TemplateKeeper {
                 continue;
             }
             let quoted = quote_ident(&name);
-            let dropped = admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE {quoted} WITH IS_TEMPLATE false; DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"
-                ))
+            // Two round trips: DROP DATABASE cannot run in a multi-statement batch.
+            let unsealed = admin
+                .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
                 .await;
+            let dropped = match unsealed {
+                Ok(()) => {
+                    admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             match dropped {
                 Ok(()) => tracing::info!(database = %name, "dropped a stale template database"),
                 Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {

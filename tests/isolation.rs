@@ -89,7 +89,8 @@ async fn tenant_roles_are_confined_to_their_database_and_shared() {
         .unwrap_err();
     assert_eq!(create.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
 
-    // The tenant owns its schema's tables (whichever path made them).
+    // The tenant's role has owner rights on its schema (objects belong to
+    // pg_database_owner, i.e. to the database's owner) whichever path made it.
     let owners: Vec<String> = own
         .query(
             "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
@@ -100,7 +101,22 @@ async fn tenant_roles_are_confined_to_their_database_and_shared() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(owners, vec![tenant_a.database_name.clone()]);
+    assert_eq!(owners, vec!["pg_database_owner".to_owned()]);
+    own.batch_execute(
+        "ALTER TABLE clients ADD COLUMN loyalty_tier int; CREATE INDEX ON clients (loyalty_tier)",
+    )
+    .await
+    .expect("the tenant's role can alter its own tables");
+    // ... but pg_database_owner of A is nobody in B.
+    let b_owner: bool = own
+        .query_one(
+            "SELECT pg_has_role($1, 'pg_database_owner', 'MEMBER')",
+            &[&tenant_b.database_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!b_owner, "B's role is not an owner inside A's database");
 }
 
 #[tokio::test]
