@@ -106,9 +106,11 @@ async fn drop_prefixed(url: &str, prefix: &str) -> Result<()> {
     {
         let name = tenantd::ident::quote_ident(row.get(0));
         client
-            .batch_execute(&format!(
-                "ALTER DATABASE {name} WITH IS_TEMPLATE false; DROP DATABASE {name} WITH (FORCE)"
-            ))
+            .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
+            .await?;
+        // DROP DATABASE cannot share a multi-statement batch (implicit transaction).
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .await?;
     }
     for row in client
