@@ -338,3 +338,60 @@ async fn tenant_and_shared_clients() {
         Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
     );
 }
+
+/// Copies the built-in migration sets into a temporary directory.
+fn copy_builtin_migrations() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for set in ["auth", "shared", "tenant"] {
+        let target = dir.path().join(set);
+        std::fs::create_dir_all(&target).unwrap();
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(set);
+        for entry in std::fs::read_dir(source).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_new_tenant_migration_set_builds_a_new_template() {
+    let mut env = TestEnv::new();
+    let first = env.orchestrator().await.init().await.unwrap().template;
+    let migrations = copy_builtin_migrations();
+    std::fs::write(
+        migrations.path().join("tenant/V2__loyalty.sql"),
+        "CREATE TABLE loyalty_cards (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         client_id bigint NOT NULL REFERENCES clients (id));",
+    )
+    .unwrap();
+    env.set(
+        "TENANTD_MIGRATIONS_DIR",
+        migrations.path().to_str().unwrap(),
+    );
+    let orchestrator = Orchestrator::connect(env.settings()).await.unwrap();
+    let report = orchestrator.init().await.unwrap();
+    assert!(report.template_built);
+    assert_ne!(
+        report.template, first,
+        "the template is named after the set"
+    );
+    let databases = env.databases().await;
+    assert!(databases.contains(&report.template));
+    assert!(!databases.contains(&first), "the old template is dropped");
+
+    let tenant = orchestrator
+        .create_tenant(NewTenant::new(env.code("newer"), "Newer"))
+        .await
+        .unwrap();
+    assert_eq!(tenant.schema_version, Some(2));
+    let client = env.admin_to(&tenant.database_name).await;
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM loyalty_cards", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
