@@ -59,6 +59,10 @@ pub enum Command {
     /// Manage the embedded dev cluster (used when DATABASE_URL is unset).
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Split the legacy monolith: backup, audit, clean, check, run, verify,
+    /// rollback, baseline (each with --config FILE).
+    #[command(subcommand)]
+    Legacy(crate::legacy::command::LegacyCommand),
 }
 
 /// `tenantd tenant …`
@@ -240,6 +244,9 @@ async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> 
             print(json, &report, &report.to_string())
         }
         Command::Tenant(command) => tenant(orchestrator, command, json).await,
+        Command::Legacy(command) => {
+            Ok(crate::legacy::command::execute(orchestrator, command, json).await?)
+        }
         Command::Dev(_) => Ok(()),
     }
 }

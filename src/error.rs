@@ -56,6 +56,15 @@ pub enum Error {
     /// An admin statement failed.
     #[error("PostgreSQL refused an administrative statement: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// A legacy split step failed.
+    #[error(transparent)]
+    Legacy(Box<crate::legacy::LegacyError>),
+}
+
+impl From<crate::legacy::LegacyError> for Error {
+    fn from(e: crate::legacy::LegacyError) -> Self {
+        Self::Legacy(Box::new(e))
+    }
 }
 
 /// Broad classes of [`Error`], for exit codes and HTTP statuses.
@@ -104,6 +113,7 @@ impl Error {
                 TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
             ) => ErrorKind::Unavailable,
             Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
+            Self::Legacy(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }

@@ -31,6 +31,7 @@
 //! - [`reconcile`]: finishing or undoing interrupted life-cycle work.
 //! - [`pool`]: per-tenant connection pools.
 //! - [`orchestrator`]: [`Orchestrator`], the public entry point.
+//! - [`legacy`]: the batch steps that split the legacy monolith.
 //! - [`cli`]: the `tenantd` command line (parsing and output only).
 
 pub mod catalog;
@@ -39,6 +40,7 @@ pub mod config;
 pub mod devcluster;
 pub mod error;
 pub mod ident;
+pub mod legacy;
 pub mod migrate;
 pub mod names;
 pub mod orchestrator;

@@ -1,0 +1,235 @@
+//! The legacy split: batch steps that move the single-database ERP monolith
+//! into AUTH, SHARED and one database per société —
+//! backup → audit → clean → check → run → verify, with rollback and baseline.
+//!
+//! Each step is a module with one job; this module holds their shared error
+//! and the [`Source`] connection. The steps only read the monolith, except
+//! `clean --execute` (which archives what it deletes) and `rollback` (which
+//! restores the backup when `clean --execute` changed the source).
+//!
+//! ## Layout
+//! - [`config`]: the TOML configuration file.
+//! - [`schema`]: tables, columns and foreign keys of a database.
+//! - [`graph`]: classification from the foreign-key graph; ownership paths.
+//! - [`fixture`]: a generated TopSteel-like monolith for tests and benchmarks.
+//! - [`progress`]: the run's record in AUTH (created objects, copied units).
+//! - [`tools`]: pg_dump / pg_restore.
+//! - [`command`]: the `tenantd legacy …` command line.
+//! - [`infra`]: deployment objects a run may create (for rollback).
+//! - [`identity`]: users and memberships copied into AUTH.
+//! - [`backup`], [`audit`], [`clean`], [`check`], [`run`], [`copy`],
+//!   [`verify`], [`rollback`], [`baseline`]: the steps.
+
+pub mod audit;
+pub mod backup;
+pub mod baseline;
+pub mod check;
+pub mod clean;
+pub mod command;
+pub mod config;
+pub mod copy;
+pub mod fixture;
+pub mod graph;
+pub mod identity;
+pub mod infra;
+pub mod progress;
+pub mod rollback;
+pub mod run;
+pub mod schema;
+pub mod tools;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use tokio_postgres::Client;
+
+pub use config::{Class, ConfigFileError, LegacyConfig};
+
+/// A legacy step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    /// The configuration file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The source monolith could not be reached.
+    #[error(
+        "cannot connect to the source database {database:?}: {source}; check [source] url in the config"
+    )]
+    Source {
+        /// The source database.
+        database: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A statement failed.
+    #[error("PostgreSQL refused a legacy statement ({context}): {message}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// PostgreSQL's message, detail and hint.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// pg_dump or pg_restore failed or is missing.
+    #[error("{program} failed: {output}")]
+    Tool {
+        /// The program.
+        program: String,
+        /// What it printed.
+        output: String,
+    },
+    /// The orchestrator (AUTH, SHARED, provisioning) failed.
+    #[error(transparent)]
+    Orchestrator(Box<crate::Error>),
+    /// The step refuses to run in the current state; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
+    /// `verify` found differences (printed as a report before this error).
+    #[error(
+        "verify found {0} mismatch(es); see the report above, fix the cause and run `legacy run` again"
+    )]
+    VerifyFailed(usize),
+}
+
+impl From<crate::Error> for LegacyError {
+    fn from(e: crate::Error) -> Self {
+        Self::Orchestrator(Box::new(e))
+    }
+}
+
+impl LegacyError {
+    /// The class of this error (for exit codes).
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind;
+        match self {
+            Self::Config(_) => ErrorKind::InvalidInput,
+            Self::Source { .. } => ErrorKind::Unavailable,
+            Self::Orchestrator(e) => e.kind(),
+            Self::Refused(_) => ErrorKind::Conflict,
+            Self::Db { .. } | Self::Io { .. } | Self::Tool { .. } | Self::VerifyFailed(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    /// A [`LegacyError::Db`] with context.
+    pub fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Db {
+            context,
+            message: describe(&source),
+            source,
+        }
+    }
+
+    /// A [`LegacyError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+/// PostgreSQL's message with its detail and hint, or the driver's error.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!("; hint: {hint}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+/// The monolith being split.
+pub struct Source {
+    /// Its connection settings.
+    pub config: tokio_postgres::Config,
+    /// Its database name.
+    pub database: String,
+}
+
+impl Source {
+    /// The source named by `config`.
+    pub fn new(config: &LegacyConfig) -> Result<Self, LegacyError> {
+        Ok(Self {
+            config: config.source_config()?,
+            database: config.source_db()?,
+        })
+    }
+
+    /// A new connection to the source.
+    pub async fn connect(&self) -> Result<Client, LegacyError> {
+        crate::server::connect(&self.config)
+            .await
+            .map_err(|e| match e {
+                crate::server::ServerError::Unreachable { source, .. } => LegacyError::Source {
+                    database: self.database.clone(),
+                    source,
+                },
+                other => LegacyError::Orchestrator(Box::new(other.into())),
+            })
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`, creating its directory.
+pub fn write_json<T: serde::Serialize>(
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), LegacyError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(LegacyError::io(dir))?;
+    }
+    let text = serde_json::to_string_pretty(value).map_err(|e| LegacyError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(path, text).map_err(LegacyError::io(path))
+}
+
+/// A tenant code made from a société code: lower-case, other characters
+/// replaced by `_`, prefixed with `s_` when it does not start with a letter.
+pub fn normalise_code(raw: &str) -> String {
+    let mut code: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !code.starts_with(|c: char| c.is_ascii_lowercase()) {
+        code.insert_str(0, "s_");
+    }
+    code.truncate(40);
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn normalises_societe_codes() {
+        assert_eq!(super::normalise_code("TS-01"), "ts_01");
+        assert_eq!(super::normalise_code("01 Nord"), "s_01_nord");
+    }
+}
