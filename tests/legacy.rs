@@ -328,7 +328,20 @@ async fn clean_archive_restores_the_deleted_rows() {
     let refused = clean::clean(&legacy.config, true).await.unwrap_err();
     assert!(refused.to_string().contains("backup"), "{refused}");
 
-    backup::backup(&legacy.config).await.unwrap();
+    let manifest = backup::backup(&legacy.config).await.unwrap();
+    assert!(
+        manifest
+            .file
+            .starts_with(legacy.dir.join("backups/pre-migration"))
+    );
+    assert_eq!(manifest.tables.get("users"), Some(&12));
+    assert_eq!(manifest.tables.get("order_lines"), Some(&(3 * 120 + 2)));
+    assert_eq!(
+        backup::digest(&manifest.file).unwrap(),
+        (manifest.size, manifest.sha256.clone())
+    );
+    assert!(manifest.toc_entries > 20, "{manifest:?}");
+    assert!(manifest.file.with_extension("manifest.json").exists());
     let done = clean::clean(&legacy.config, true).await.unwrap();
     assert_eq!(done.rows.get("user_societes"), Some(&3));
     let after = fingerprint(&env, &monolith).await;
@@ -338,4 +351,113 @@ async fn clean_archive_restores_the_deleted_rows() {
     let restored = clean::restore(&legacy.config, &archive).await.unwrap();
     assert_eq!(restored.get("users"), Some(&3));
     assert_eq!(fingerprint(&env, &monolith).await, before);
+}
+
+#[tokio::test]
+async fn audit_classifies_from_the_foreign_key_graph() {
+    use tenantd::legacy::{Class, audit};
+    let env = TestEnv::new();
+    let legacy = legacy(&env).await;
+    let monolith = env.admin_to(&format!("{}_monolith", env.prefix)).await;
+    // An order line of société 1 selling an article of société 2.
+    monolith
+        .batch_execute("INSERT INTO order_lines (id, order_id, line_no, article_id, quantity, unit_price) OVERRIDING SYSTEM VALUE VALUES (999999, 1, 99, 21, 1, 1)")
+        .await
+        .unwrap();
+    let report = audit::audit(&legacy.config).await.unwrap();
+    let table = |name: &str| report.tables.iter().find(|t| t.name == name).unwrap();
+    assert_eq!(table("order_lines").class, Class::Tenant);
+    assert_eq!(
+        table("order_lines").path.as_deref(),
+        Some("order_lines.article_id → articles.societe_id → societes")
+    );
+    assert_eq!(table("order_lines").conflicting_rows, 1);
+    assert_eq!(table("order_lines").unowned_rows, 2);
+    assert_eq!(table("clients").unowned_rows, 2);
+    assert_eq!(table("clients").test_rows, 3);
+    assert_eq!(table("users").class, Class::Auth);
+    assert_eq!(table("user_societes").class, Class::Auth);
+    for shared in [
+        "materials",
+        "units",
+        "currencies",
+        "countries",
+        "material_standards",
+        "quality_standards",
+    ] {
+        assert_eq!(table(shared).class, Class::Shared, "{shared}");
+    }
+    assert_eq!(table("processes").class, Class::Shared, "config override");
+    assert_eq!(table("app_log").class, Class::Skip);
+    assert!(
+        report
+            .cross_database_references
+            .iter()
+            .any(|r| r == "articles.material_code → materials.code")
+    );
+    let text = report.recommendations.join("\n");
+    assert!(
+        text.contains("1 row(s) of order_lines refer to rows of another société"),
+        "{text}"
+    );
+    assert!(text.contains("app_log (2 rows) is left behind"), "{text}");
+    assert!(legacy.dir.join("reports/audit.json").exists());
+
+    let output = env
+        .command()
+        .args(["legacy", "audit", "--json", "--config"])
+        .arg(&legacy.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["societes"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn check_validates_before_a_run() {
+    use tenantd::legacy::check;
+    let env = TestEnv::new();
+    let legacy = legacy(&env).await;
+    let orchestrator = orchestrator(&env).await;
+    let report = check::check(&orchestrator, &legacy.config).await.unwrap();
+    assert!(report.ok(), "{}", report.text());
+    let text = report.text();
+    assert!(
+        text.contains("ok   users: 12 users and 14 memberships"),
+        "{text}"
+    );
+    assert!(text.contains("ok   tenant migrations"), "{text}");
+    assert!(
+        text.contains("ok   targets: 4 tenant databases to create"),
+        "{text}"
+    );
+
+    // A database in the way that belongs to no run blocks it.
+    let squatter = format!("{}_ts_02", env.prefix);
+    env.admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {squatter}"))
+        .await
+        .unwrap();
+    let report = check::check(&orchestrator, &legacy.config).await.unwrap();
+    assert!(!report.ok());
+    assert!(
+        report
+            .text()
+            .contains(&format!("FAIL targets: databases [\"{squatter}\"]")),
+        "{}",
+        report.text()
+    );
+    let status = env
+        .command()
+        .args(["legacy", "check", "--config"])
+        .arg(&legacy.config_path)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(4));
 }
