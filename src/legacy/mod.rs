@@ -17,7 +17,7 @@
 //! - [`command`]: the `tenantd legacy …` command line.
 //! - [`infra`]: deployment objects a run may create (for rollback).
 //! - [`identity`]: users and memberships copied into AUTH.
-//! - [`backup`], [`audit`], [`clean`], [`check`], [`run`], [`copy`],
+//! - [`backup`], [`audit`], [`clean`], [`check`], [`run`] (with [`fanout`] and [`copy`]),
 //!   [`verify`], [`rollback`], [`baseline`]: the steps.
 
 pub mod audit;
@@ -28,6 +28,7 @@ pub mod clean;
 pub mod command;
 pub mod config;
 pub mod copy;
+pub mod fanout;
 pub mod fixture;
 pub mod graph;
 pub mod identity;

@@ -163,6 +163,24 @@ impl<'a> Progress<'a> {
         Ok(())
     }
 
+    /// Marks several units of one target done with no rows.
+    pub async fn mark_empty(&self, target: &str, tables: &[String]) -> Result<(), LegacyError> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        self.auth
+            .execute(
+                "INSERT INTO legacy_progress (source, target, table_name, rows_copied)
+                 SELECT $1, $2, t, 0 FROM unnest($3::text[]) AS t
+                 ON CONFLICT (source, target, table_name)
+                 DO UPDATE SET rows_copied = 0, checksum = NULL, finished_at = now()",
+                &[&self.source, &target, &tables],
+            )
+            .await
+            .map_err(LegacyError::db("record empty tables"))?;
+        Ok(())
+    }
+
     /// Records the checksum verify computed for a unit.
     pub async fn set_checksum(
         &self,

@@ -12,23 +12,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::copy::{self, TablePlan};
-use super::graph::{Graph, owner_condition};
+use super::graph::Graph;
 use super::progress::{AUTH_TARGET, Progress, RunTenant, SHARED_TARGET};
 use super::schema::Schema;
-use super::{LegacyConfig, LegacyError, Source, identity, infra, normalise_code};
+use super::{LegacyConfig, LegacyError, Source, fanout, identity, infra, normalise_code};
 use crate::Orchestrator;
 use crate::ident::quote_ident;
-use crate::provision::ProvisionPath;
-use crate::tenant::{NewTenant, TenantCode, TenantStatus};
-
-/// Who the audit log names for tenants the run creates.
-const ACTOR: &str = "legacy-run";
+use crate::tenant::TenantCode;
 
 /// How `run` behaves.
 #[derive(Debug, Clone, Default)]
@@ -64,14 +59,15 @@ pub struct RunReport {
 }
 
 /// Everything the copy tasks share.
-struct Ctx<'a> {
-    orchestrator: &'a Orchestrator,
-    source: Source,
-    progress: Progress<'a>,
-    done: HashSet<(String, String)>,
-    options: &'a RunOptions,
-    copied: AtomicUsize,
-    bar: ProgressBar,
+pub(super) struct Ctx<'a> {
+    pub(super) orchestrator: &'a Orchestrator,
+    pub(super) config: &'a LegacyConfig,
+    pub(super) source: Source,
+    pub(super) progress: Progress<'a>,
+    pub(super) done: HashSet<(String, String)>,
+    pub(super) options: &'a RunOptions,
+    pub(super) copied: AtomicUsize,
+    pub(super) bar: ProgressBar,
 }
 
 /// Runs (or resumes) the split.
@@ -96,6 +92,10 @@ pub async fn run(
     infra::remember_before(config, &admin, orchestrator.names()).await?;
     orchestrator.init().await?;
     orchestrator.reconcile().await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "AUTH and SHARED ready"
+    );
     let auth = server
         .connect(orchestrator.names().auth_db())
         .await
@@ -110,12 +110,10 @@ pub async fn run(
     };
     report.users = identity::copy_users(&src, &auth, config).await?;
     let tenants = plan_tenants(&src, config, &progress).await?;
-    provision(orchestrator, config, &tenants).await?;
     report.tenants = tenants.iter().map(|(t, _)| t.code.clone()).collect();
-    let ids = tenant_ids(orchestrator, &tenants).await?;
-    report.memberships = identity::copy_memberships(&src, &auth, config, &ids).await?;
     let ctx = Ctx {
         orchestrator,
+        config,
         source,
         progress,
         done,
@@ -124,7 +122,17 @@ pub async fn run(
         bar: bar(options.progress),
     };
     report.shared_rows = copy_shared(&ctx, &src, &schema, &graph).await?;
-    report.tenant_rows = copy_tenants(&ctx, config, &schema, &graph, &tenants).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "shared tables copied"
+    );
+    report.tenant_rows = fanout::copy_tenants(&ctx, &src, &schema, &graph, &tenants).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "tenants provisioned and copied"
+    );
+    let ids = tenant_ids(orchestrator, &tenants).await?;
+    report.memberships = identity::copy_memberships(&src, &auth, config, &ids).await?;
     ctx.bar.finish_and_clear();
     ctx.progress
         .mark_done(AUTH_TARGET, "users", report.users)
@@ -206,29 +214,6 @@ pub async fn plan_tenants(
     Ok(tenants)
 }
 
-/// Creates the tenants not yet active, in parallel (bounded).
-async fn provision(
-    orchestrator: &Orchestrator,
-    config: &LegacyConfig,
-    tenants: &[(RunTenant, String)],
-) -> Result<(), LegacyError> {
-    futures::stream::iter(tenants.iter().map(Ok::<_, LegacyError>))
-        .try_for_each_concurrent(config.run.parallel, |(tenant, name)| async move {
-            let code = TenantCode::parse(&tenant.code).map_err(crate::Error::from)?;
-            if let Ok(existing) = orchestrator.tenant(&code).await
-                && existing.status == TenantStatus::Active
-            {
-                return Ok(());
-            }
-            let new = NewTenant::new(code, name.clone());
-            orchestrator
-                .create_tenant_via(new, ProvisionPath::Template, ACTOR)
-                .await?;
-            Ok(())
-        })
-        .await
-}
-
 /// Tenant ids by société key.
 async fn tenant_ids(
     orchestrator: &Orchestrator,
@@ -296,103 +281,4 @@ async fn copy_shared(
             .await?;
     }
     Ok(counts.iter().sum())
-}
-
-/// Copies every tenant's tables, tenants in parallel.
-async fn copy_tenants(
-    ctx: &Ctx<'_>,
-    config: &LegacyConfig,
-    schema: &Schema,
-    graph: &Graph,
-    tenants: &[(RunTenant, String)],
-) -> Result<u64, LegacyError> {
-    let Some((first, _)) = tenants.first() else {
-        return Ok(0);
-    };
-    let target = {
-        let client = connect_tenant(ctx, &first.code).await?;
-        Schema::read(&client)
-            .await
-            .map_err(LegacyError::db("read the tenant schema"))?
-    };
-    let plans = graph
-        .tenant_order
-        .iter()
-        .map(|t| TablePlan::new(t, schema, &target, graph.path(t)))
-        .collect::<Result<Vec<_>, _>>()?;
-    ctx.bar.set_length((plans.len() * tenants.len()) as u64);
-    let rows: Vec<u64> =
-        futures::stream::iter(tenants.iter().map(|(t, _)| copy_tenant(ctx, t, &plans)))
-            .buffer_unordered(config.run.parallel)
-            .try_collect()
-            .await?;
-    Ok(rows.iter().sum())
-}
-
-async fn connect_tenant(ctx: &Ctx<'_>, code: &str) -> Result<Client, LegacyError> {
-    let code = TenantCode::parse(code).map_err(crate::Error::from)?;
-    let db = ctx.orchestrator.names().tenant_db(&code);
-    Ok(ctx
-        .orchestrator
-        .server()
-        .connect(&db)
-        .await
-        .map_err(crate::Error::from)?)
-}
-
-/// Copies one tenant's tables in order; each not-done table in its own transaction.
-#[tracing::instrument(skip_all, fields(tenant = %tenant.code))]
-async fn copy_tenant(
-    ctx: &Ctx<'_>,
-    tenant: &RunTenant,
-    plans: &[TablePlan],
-) -> Result<u64, LegacyError> {
-    let src = ctx.source.connect().await?;
-    let mut dst = connect_tenant(ctx, &tenant.code).await?;
-    // Foreign keys are checked by verify; skipping their triggers makes the
-    // copy faster. Needs a superuser: without one, PostgreSQL checks them.
-    let _ = dst
-        .batch_execute("SET session_replication_role = replica")
-        .await;
-    let mut total = 0;
-    for plan in plans {
-        ctx.bar
-            .set_message(format!("{} {}", tenant.code, plan.table));
-        if ctx
-            .done
-            .contains(&(tenant.code.clone(), plan.table.clone()))
-        {
-            ctx.bar.inc(1);
-            continue;
-        }
-        let condition = owner_condition(
-            &plan.owner(),
-            tenant.societe_key.as_deref(),
-            tenant.takes_orphans,
-        );
-        let tx = dst
-            .transaction()
-            .await
-            .map_err(LegacyError::db("open a tenant transaction"))?;
-        let rows = copy::replace(&src, &tx, plan, Some(&condition)).await?;
-        tx.commit().await.map_err(LegacyError::db(format!(
-            "commit {} of {}",
-            plan.table, tenant.code
-        )))?;
-        let copied = ctx.copied.fetch_add(1, Ordering::SeqCst) + 1;
-        if ctx.options.crash_after_tables.is_some_and(|n| copied >= n) {
-            tracing::error!(copied, "legacy crash point reached: aborting the process");
-            std::process::abort();
-        }
-        ctx.progress
-            .mark_done(
-                &tenant.code,
-                &plan.table,
-                i64::try_from(rows).unwrap_or(i64::MAX),
-            )
-            .await?;
-        ctx.bar.inc(1);
-        total += rows;
-    }
-    Ok(total)
 }
