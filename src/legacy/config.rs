@@ -377,6 +377,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let config = LegacyConfig::parse(include_str!("../../legacy.example.toml")).unwrap();
+        assert_eq!(config.test_data.len(), 3);
+        assert_eq!(config.classification.get("app_log"), Some(&Class::Skip));
+    }
+
+    #[test]
     fn rejects_bad_identifiers_and_conditions() {
         let bad = "[source]\nurl = \"postgres://u@h/erp\"\n[societe]\ntable = \"a;b\"\n";
         assert!(LegacyConfig::parse(bad).is_err());
