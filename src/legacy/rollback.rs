@@ -1,6 +1,6 @@
 //! `legacy rollback [--validate] [--force]`: undoes a run. It drops exactly
 //! the databases and roles the run created — its tenants (through the normal
-//! drop path), and AUTH, SHARED, the template and tenantd's private roles
+//! drop path), and AUTH, SHARED, the template and tenantd's private role
 //! when they did not exist before the run's first attempt — never any other.
 //! When `clean --execute` changed the source, the source is restored from the
 //! backup. It refuses when a tenant has been written to since the split
