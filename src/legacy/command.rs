@@ -113,26 +113,9 @@ pub async fn execute(
                 progress,
                 crash_after_tables,
             };
-            let report = super::run::run(orchestrator, &load(&config)?, &options).await?;
-            let text = format!(
-                "split {} into {} tenants: {} tenant rows and {} shared rows copied ({} tables copied, {} resumed) in {} ms",
-                report.source,
-                report.tenants.len(),
-                report.tenant_rows,
-                report.shared_rows,
-                report.units_copied,
-                report.units_resumed,
-                report.elapsed_ms
-            );
-            print(json, &report, &text);
+            run(orchestrator, &load(&config)?, &options, json).await?;
         }
-        LegacyCommand::Verify(c) => {
-            let report = super::verify::verify(orchestrator, &load(&c)?).await?;
-            print(json, &report, &report.text());
-            if !report.ok() {
-                return Err(LegacyError::VerifyFailed(report.mismatches.len()));
-            }
-        }
+        LegacyCommand::Verify(c) => verify(orchestrator, &load(&c)?, json).await?,
         LegacyCommand::Rollback {
             config,
             validate,
@@ -152,6 +135,41 @@ pub async fn execute(
         }
     }
     Ok(())
+}
+
+async fn run(
+    orchestrator: &Orchestrator,
+    config: &LegacyConfig,
+    options: &super::run::RunOptions,
+    json: bool,
+) -> Result<(), LegacyError> {
+    let report = super::run::run(orchestrator, config, options).await?;
+    let text = format!(
+        "split {} into {} tenants: {} tenant rows and {} shared rows copied ({} tables copied, {} resumed) in {} ms",
+        report.source,
+        report.tenants.len(),
+        report.tenant_rows,
+        report.shared_rows,
+        report.units_copied,
+        report.units_resumed,
+        report.elapsed_ms
+    );
+    print(json, &report, &text);
+    Ok(())
+}
+
+async fn verify(
+    orchestrator: &Orchestrator,
+    config: &LegacyConfig,
+    json: bool,
+) -> Result<(), LegacyError> {
+    let report = super::verify::verify(orchestrator, config).await?;
+    print(json, &report, &report.text());
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(LegacyError::VerifyFailed(report.mismatches.len()))
+    }
 }
 
 fn load(arg: &ConfigArg) -> Result<LegacyConfig, LegacyError> {

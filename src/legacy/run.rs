@@ -84,18 +84,12 @@ pub async fn run(
         .await
         .map_err(LegacyError::db("read the source schema"))?;
     let graph = Graph::classify(&schema, config);
-    let server = orchestrator.server();
-    let admin = server
-        .connect(server.maintenance_db())
-        .await
-        .map_err(crate::Error::from)?;
-    infra::remember_before(config, &admin, orchestrator.names()).await?;
-    orchestrator.init().await?;
-    orchestrator.reconcile().await?;
+    prepare_targets(orchestrator, config).await?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis(),
         "AUTH and SHARED ready"
     );
+    let server = orchestrator.server();
     let auth = server
         .connect(orchestrator.names().auth_db())
         .await
@@ -141,6 +135,23 @@ pub async fn run(
     report.units_copied = ctx.copied.load(Ordering::SeqCst);
     report.elapsed_ms = started.elapsed().as_millis();
     Ok(report)
+}
+
+/// Records what exists before the first attempt, then creates (or finds)
+/// AUTH, SHARED and the template and finishes interrupted provisioning.
+async fn prepare_targets(
+    orchestrator: &Orchestrator,
+    config: &LegacyConfig,
+) -> Result<(), LegacyError> {
+    let server = orchestrator.server();
+    let admin = server
+        .connect(server.maintenance_db())
+        .await
+        .map_err(crate::Error::from)?;
+    infra::remember_before(config, &admin, orchestrator.names()).await?;
+    orchestrator.init().await?;
+    orchestrator.reconcile().await?;
+    Ok(())
 }
 
 fn bar(visible: bool) -> ProgressBar {
