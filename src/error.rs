@@ -104,6 +104,7 @@ impl Error {
             | Self::Catalog(CatalogError::Unavailable(_))
             | Self::Provision(
                 ProvisionError::Server(_)
+                | ProvisionError::ShuttingDown
                 | ProvisionError::Catalog(CatalogError::Unavailable(_))
                 | ProvisionError::Template(
                     TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),

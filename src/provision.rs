@@ -12,7 +12,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Object, Pool};
 use serde_json::json;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, CatalogLock};
 use crate::ident::{quote_ident, quote_literal};
 use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
@@ -20,6 +20,7 @@ use crate::secret::MasterSecret;
 use crate::server::{Server, ServerError};
 use crate::template::{TemplateError, TemplateKeeper};
 use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A life-cycle step failed or was refused.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum ProvisionError {
         /// What was asked.
         action: &'static str,
     },
+    /// The process is shutting down and takes no new life-cycle work.
+    #[error("tenantd is shutting down; retry the operation on another instance or after restart")]
+    ShuttingDown,
     /// A catalog read or write failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -114,7 +118,29 @@ pub struct Provisioner {
     secret: MasterSecret,
     tenant_set: Arc<MigrationSet>,
     templates: TemplateKeeper,
+    operations: Arc<Semaphore>,
     crash_at: Option<CrashPoint>,
+}
+
+/// Life-cycle operations one process runs at once. Each holds up to three
+/// AUTH connections (its tenant lock, the template lock, a query) and one
+/// admin connection, so this bound keeps the pools from being exhausted by
+/// lock holders waiting for each other; further operations queue here,
+/// holding nothing.
+pub const MAX_CONCURRENT_OPERATIONS: usize = 4;
+
+/// A running life-cycle operation: a slot among
+/// [`MAX_CONCURRENT_OPERATIONS`] and the tenant's advisory lock.
+pub(crate) struct OperationGuard {
+    _slot: OwnedSemaphorePermit,
+    lock: CatalogLock,
+}
+
+impl OperationGuard {
+    /// Releases the tenant lock, then the slot.
+    pub(crate) async fn release(self) -> Result<(), ProvisionError> {
+        Ok(self.lock.release().await?)
+    }
 }
 
 impl Provisioner {
@@ -142,8 +168,39 @@ impl Provisioner {
             secret,
             tenant_set,
             templates,
+            operations: Arc::new(Semaphore::new(MAX_CONCURRENT_OPERATIONS)),
             crash_at: None,
         }
+    }
+
+    /// Waits for an operation slot, then for the tenant's lock.
+    pub(crate) async fn begin(&self, code: &TenantCode) -> Result<OperationGuard, ProvisionError> {
+        let slot = self.slot().await?;
+        let lock = self.catalog.lock_tenant(code).await?;
+        Ok(OperationGuard { _slot: slot, lock })
+    }
+
+    /// Waits for an operation slot, then takes the tenant's lock if it is free.
+    pub(crate) async fn try_begin(
+        &self,
+        code: &TenantCode,
+    ) -> Result<Option<OperationGuard>, ProvisionError> {
+        let slot = self.slot().await?;
+        let lock = self.catalog.try_lock_tenant(code).await?;
+        Ok(lock.map(|lock| OperationGuard { _slot: slot, lock }))
+    }
+
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, ProvisionError> {
+        self.operations
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ProvisionError::ShuttingDown)
+    }
+
+    /// Refuses new life-cycle operations (at shutdown); running ones finish.
+    pub fn stop_accepting(&self) {
+        self.operations.close();
     }
 
     /// Makes the process abort at `point` (crash-safety tests only).
@@ -176,7 +233,7 @@ impl Provisioner {
         path: ProvisionPath,
         actor: &str,
     ) -> Result<Tenant, ProvisionError> {
-        let lock = self.catalog.lock_tenant(&new.code).await?;
+        let lock = self.begin(&new.code).await?;
         let result = self.create_locked(new, path, actor).await;
         lock.release().await?;
         result
@@ -196,13 +253,15 @@ impl Provisioner {
         {
             return Err(ProvisionError::AlreadyExists(new.code.clone()));
         }
-        let database = self.names.tenant_db(&new.code);
-        let admin = self.admin().await?;
-        self.ensure_name_free(&admin, &database).await?;
+        // The template is ensured before this operation takes its admin
+        // connection: building one needs an admin connection of its own.
         let template = match path {
             ProvisionPath::Template => Some(self.templates.ensure().await?.0),
             ProvisionPath::Migrate => None,
         };
+        let database = self.names.tenant_db(&new.code);
+        let admin = self.admin().await?;
+        self.ensure_name_free(&admin, &database).await?;
         // Under the tenant lock the check above is final; the partial unique
         // index on live codes backs it up.
         let (tenant, op) = self
@@ -371,7 +430,7 @@ impl Provisioner {
         to: TenantStatus,
         reason: Option<&str>,
     ) -> Result<Tenant, ProvisionError> {
-        let lock = self.catalog.lock_tenant(code).await?;
+        let lock = self.begin(code).await?;
         let result = async {
             let tenant = self.live_tenant(code).await?;
             if tenant.status != from {
@@ -429,7 +488,7 @@ impl Provisioner {
     /// Drops a tenant's database and role; the catalog row stays as `deleted`.
     #[tracing::instrument(skip_all, fields(tenant = %code))]
     pub async fn drop(&self, code: &TenantCode, actor: &str) -> Result<Tenant, ProvisionError> {
-        let lock = self.catalog.lock_tenant(code).await?;
+        let lock = self.begin(code).await?;
         let result = async {
             let tenant = self.live_tenant(code).await?;
             if !matches!(

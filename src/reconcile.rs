@@ -85,7 +85,7 @@ pub async fn reconcile(provisioner: &Provisioner) -> Result<ReconcileReport, Pro
         .await?;
     candidates.extend(catalog.live_tenants_out_of_sync().await?);
     for tenant in candidates {
-        let Some(lock) = catalog.try_lock_tenant(&tenant.code).await? else {
+        let Some(lock) = provisioner.try_begin(&tenant.code).await? else {
             report.busy.push(tenant.code.clone());
             continue;
         };

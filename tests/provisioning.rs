@@ -395,3 +395,38 @@ async fn a_new_tenant_migration_set_builds_a_new_template() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn twenty_concurrent_creates_in_one_process_all_succeed() {
+    let env = TestEnv::new();
+    let orchestrator = env.orchestrator().await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let orchestrator = orchestrator.clone();
+            let code = env.code(&format!("par{i:02}"));
+            tokio::spawn(async move {
+                orchestrator
+                    .create_tenant(NewTenant::new(code, "Parallel"))
+                    .await
+            })
+        })
+        .collect();
+    // More operations than any pool has connections: they must queue, not deadlock.
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        futures::future::join_all(tasks),
+    )
+    .await
+    .expect("20 concurrent creates finish (no pool deadlock)");
+    for result in all {
+        assert_eq!(result.unwrap().unwrap().status, TenantStatus::Active);
+    }
+    assert_eq!(
+        env.databases()
+            .await
+            .iter()
+            .filter(|d| d.contains("_par"))
+            .count(),
+        20
+    );
+}
