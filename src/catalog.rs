@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
+mod api_keys;
+mod tenant_patch;
+
+pub use api_keys::ApiKeyRecord;
+pub use tenant_patch::TenantPatch;
+
 /// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
 const TENANT_LOCK_CLASS: i32 = 0x7E4A_0001;
 /// Advisory-lock class of catalog-wide work (template upkeep, reconcile).

@@ -56,6 +56,9 @@ pub enum Error {
     /// An admin statement failed.
     #[error("PostgreSQL refused an administrative statement: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// The HTTP server could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] crate::http::ServeError),
 }
 
 /// Broad classes of [`Error`], for exit codes and HTTP statuses.
@@ -104,6 +107,7 @@ impl Error {
                 TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
             ) => ErrorKind::Unavailable,
             Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
+            Self::Serve(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }
