@@ -141,8 +141,8 @@ async fn run(
             Err(detail) => ApiError::invalid(detail),
         },
         Err(error) => {
-            if matches!(error.code(), Some(c) if *c == SqlState::SYNTAX_ERROR)
-                && error.to_string().contains("multiple commands")
+            let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
+            if error.code() == Some(&SqlState::SYNTAX_ERROR) && message.contains("multiple commands")
             {
                 ApiError::bad_request("send one statement per request: multiple statements are refused")
                     .with("sqlstate", SqlState::SYNTAX_ERROR.code())
