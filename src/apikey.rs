@@ -101,7 +101,10 @@ mod tests {
         assert!(a.secret.starts_with(KEY_PREFIX));
         assert_eq!(a.hash, hash_key(&a.secret));
         assert!(a.secret.starts_with(&a.display_prefix));
-        assert_eq!("tenant".parse::<ApiKeyScope>().unwrap(), ApiKeyScope::Tenant);
+        assert_eq!(
+            "tenant".parse::<ApiKeyScope>().unwrap(),
+            ApiKeyScope::Tenant
+        );
         assert!("root".parse::<ApiKeyScope>().is_err());
     }
 }

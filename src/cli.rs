@@ -360,13 +360,12 @@ async fn apikey(
         tenant,
         name,
     } = command;
-    let scope: crate::apikey::ApiKeyScope =
-        scope.parse().map_err(|e: crate::apikey::InvalidScope| {
-            crate::config::ConfigError {
-                variable: "--scope",
-                problem: e.to_string(),
-            }
-        })?;
+    let scope: crate::apikey::ApiKeyScope = scope.parse().map_err(
+        |e: crate::apikey::InvalidScope| crate::config::ConfigError {
+            variable: "--scope",
+            problem: e.to_string(),
+        },
+    )?;
     let tenant_ok = (scope == crate::apikey::ApiKeyScope::Tenant) == tenant.is_some();
     if !tenant_ok {
         return Err(crate::config::ConfigError {

@@ -17,12 +17,12 @@ use super::auth::AdminCaller;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
+use crate::Orchestrator;
 use crate::apikey::{ApiKeyScope, NewKeySecret};
 use crate::catalog::ApiKeyRecord;
 use crate::error::Error;
 use crate::provision::ProvisionError;
 use crate::tenant::{TenantCode, TenantStatus};
-use crate::Orchestrator;
 
 /// Longest key name.
 const MAX_NAME_LEN: usize = 200;
@@ -149,14 +149,16 @@ async fn create_key(
         )));
     }
     let tenant = match (form.scope, &form.tenant) {
-        (ApiKeyScope::Tenant, Some(code)) => Some(
-            TenantCode::parse(code).map_err(|e| ApiError::invalid(format!("tenant: {e}")))?,
-        ),
+        (ApiKeyScope::Tenant, Some(code)) => {
+            Some(TenantCode::parse(code).map_err(|e| ApiError::invalid(format!("tenant: {e}")))?)
+        }
         (ApiKeyScope::Tenant, None) => {
             return Err(ApiError::invalid("tenant: required for a tenant key"));
         }
         (ApiKeyScope::Admin, Some(_)) => {
-            return Err(ApiError::invalid("tenant: an admin key is bound to no tenant"));
+            return Err(ApiError::invalid(
+                "tenant: an admin key is bound to no tenant",
+            ));
         }
         (ApiKeyScope::Admin, None) => None,
     };

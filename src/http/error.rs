@@ -46,9 +46,13 @@ pub struct Problem {
     pub extra: Map<String, Value>,
 }
 
-/// An HTTP API failure, rendered as problem+json.
+/// An HTTP API failure, rendered as problem+json (boxed: it travels in
+/// every handler's `Result`).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Details>);
+
+#[derive(Debug)]
+struct Details {
     status: StatusCode,
     slug: &'static str,
     title: &'static str,
@@ -66,7 +70,7 @@ impl ApiError {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
-        Self {
+        Self(Box::new(Details {
             status,
             slug,
             title,
@@ -74,7 +78,7 @@ impl ApiError {
             extra: Map::new(),
             retry_after: None,
             location: None,
-        }
+        }))
     }
 
     /// 400: the request is malformed.
@@ -130,7 +134,7 @@ impl ApiError {
             "Too many requests",
             detail,
         );
-        error.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        error.0.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         error
     }
 
@@ -142,7 +146,7 @@ impl ApiError {
             "Service unavailable",
             detail,
         );
-        error.retry_after = Some(UNAVAILABLE_RETRY_SECS);
+        error.0.retry_after = Some(UNAVAILABLE_RETRY_SECS);
         error
     }
 
@@ -160,29 +164,30 @@ impl ApiError {
 
     /// Adds an extra member to the body.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        self.0.extra.insert(key.to_owned(), value.into());
         self
     }
 
     /// Sets the `Location` header (e.g. the existing resource of a 409).
     pub fn with_location(mut self, location: String) -> Self {
-        self.location = Some(location);
+        self.0.location = Some(location);
         self
     }
 
     /// The status of this error.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The problem body.
     pub fn problem(&self) -> Problem {
+        let d = &self.0;
         Problem {
-            kind: format!("{TYPE_BASE}{}", self.slug),
-            title: self.title.to_owned(),
-            status: self.status.as_u16(),
-            detail: self.detail.clone(),
-            extra: self.extra.clone(),
+            kind: format!("{TYPE_BASE}{}", d.slug),
+            title: d.title.to_owned(),
+            status: d.status.as_u16(),
+            detail: d.detail.clone(),
+            extra: d.extra.clone(),
         }
     }
 }
@@ -190,13 +195,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let details = *self.0;
+        let mut response = (details.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = details.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        if let Some(location) = details
+            .location
+            .and_then(|l| HeaderValue::from_str(&l).ok())
+        {
             headers.insert(header::LOCATION, location);
         }
         response

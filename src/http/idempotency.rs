@@ -90,7 +90,9 @@ impl IdempotencyStore {
             .await;
         match (stored, fresh) {
             (Err(()), Some(response)) => Ok(response),
-            (Err(()), None) => Err(ApiError::unavailable("the first request with this key failed")),
+            (Err(()), None) => Err(ApiError::unavailable(
+                "the first request with this key failed",
+            )),
             (Ok(stored), _) if stored.request != request => Err(ApiError::invalid(
                 "this Idempotency-Key was used with a different request body; use a new key",
             )),

@@ -142,10 +142,13 @@ async fn run(
         },
         Err(error) => {
             let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
-            if error.code() == Some(&SqlState::SYNTAX_ERROR) && message.contains("multiple commands")
+            if error.code() == Some(&SqlState::SYNTAX_ERROR)
+                && message.contains("multiple commands")
             {
-                ApiError::bad_request("send one statement per request: multiple statements are refused")
-                    .with("sqlstate", SqlState::SYNTAX_ERROR.code())
+                ApiError::bad_request(
+                    "send one statement per request: multiple statements are refused",
+                )
+                .with("sqlstate", SqlState::SYNTAX_ERROR.code())
             } else {
                 from_statement(&error, timeout_ms)
             }
@@ -191,7 +194,12 @@ async fn execute(
 ) -> Result<SqlResult, RunError> {
     let rows = async {
         let stream = client
-            .query_raw(statement, params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)))
+            .query_raw(
+                statement,
+                params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)),
+            )
             .await?;
         futures::pin_mut!(stream);
         let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;

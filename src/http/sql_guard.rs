@@ -14,25 +14,46 @@
 
 /// First keywords refused outright, with why.
 const REFUSED_FIRST: &[(&str, &str)] = &[
-    ("set", "SET changes the pooled session; qualify names instead"),
+    (
+        "set",
+        "SET changes the pooled session; qualify names instead",
+    ),
     ("reset", "RESET changes the pooled session"),
-    ("begin", "transaction control is tenantd's: every statement runs in its own transaction"),
-    ("start", "transaction control is tenantd's: every statement runs in its own transaction"),
+    (
+        "begin",
+        "transaction control is tenantd's: every statement runs in its own transaction",
+    ),
+    (
+        "start",
+        "transaction control is tenantd's: every statement runs in its own transaction",
+    ),
     ("commit", "transaction control is tenantd's"),
     ("end", "transaction control is tenantd's"),
     ("rollback", "transaction control is tenantd's"),
     ("abort", "transaction control is tenantd's"),
     ("savepoint", "transaction control is tenantd's"),
     ("release", "transaction control is tenantd's"),
-    ("prepare", "prepared statements would outlive the request; send parameters instead"),
-    ("execute", "prepared statements would outlive the request; send parameters instead"),
+    (
+        "prepare",
+        "prepared statements would outlive the request; send parameters instead",
+    ),
+    (
+        "execute",
+        "prepared statements would outlive the request; send parameters instead",
+    ),
     ("deallocate", "prepared statements are tenantd's"),
     ("discard", "DISCARD changes the pooled session"),
     ("listen", "LISTEN would outlive the request"),
     ("unlisten", "LISTEN/UNLISTEN are not available over HTTP"),
     ("notify", "NOTIFY is not available over HTTP"),
-    ("do", "anonymous code blocks (DO) are not available over HTTP"),
-    ("copy", "COPY is not available over HTTP; use INSERT or SELECT"),
+    (
+        "do",
+        "anonymous code blocks (DO) are not available over HTTP",
+    ),
+    (
+        "copy",
+        "COPY is not available over HTTP; use INSERT or SELECT",
+    ),
     ("load", "LOAD is not available over HTTP"),
     ("declare", "cursors would outlive the request"),
     ("fetch", "cursors are not available over HTTP"),
@@ -45,38 +66,84 @@ const REFUSED_FIRST: &[(&str, &str)] = &[
 /// Patterns refused anywhere in the statement (lower-case, comments removed,
 /// white space collapsed to one space).
 const REFUSED_ANYWHERE: &[(&str, &str)] = &[
-    ("session authorization", "changing the session user is not allowed"),
+    (
+        "session authorization",
+        "changing the session user is not allowed",
+    ),
     ("set_config", "set_config changes the pooled session"),
     ("dblink", "dblink would reach other databases"),
-    ("postgres_fdw", "foreign data wrappers would reach other databases"),
-    ("pg_advisory_lock", "session advisory locks would outlive the request; use pg_advisory_xact_lock"),
-    ("pg_try_advisory_lock", "session advisory locks would outlive the request; use pg_try_advisory_xact_lock"),
-    ("pg_advisory_unlock", "session advisory locks are not available over HTTP"),
+    (
+        "postgres_fdw",
+        "foreign data wrappers would reach other databases",
+    ),
+    (
+        "pg_advisory_lock",
+        "session advisory locks would outlive the request; use pg_advisory_xact_lock",
+    ),
+    (
+        "pg_try_advisory_lock",
+        "session advisory locks would outlive the request; use pg_try_advisory_xact_lock",
+    ),
+    (
+        "pg_advisory_unlock",
+        "session advisory locks are not available over HTTP",
+    ),
     ("into temp", "temporary tables would outlive the request"),
     ("lo_import", "server-side files are not available"),
     ("lo_export", "server-side files are not available"),
-    ("u&\"", "Unicode-escaped identifiers are not accepted over HTTP"),
+    (
+        "u&\"",
+        "Unicode-escaped identifiers are not accepted over HTTP",
+    ),
     ("u&'", "Unicode-escaped strings are not accepted over HTTP"),
 ];
 
 /// Refused statements of two keywords, e.g. `CREATE TEMP TABLE`.
 const REFUSED_PAIRS: &[(&str, &str, &str)] = &[
-    ("create", "temp", "temporary tables would outlive the request"),
-    ("create", "temporary", "temporary tables would outlive the request"),
-    ("create", "local", "temporary tables would outlive the request"),
-    ("create", "global", "temporary tables would outlive the request"),
-    ("create", "extension", "extensions are an administrator's business"),
+    (
+        "create",
+        "temp",
+        "temporary tables would outlive the request",
+    ),
+    (
+        "create",
+        "temporary",
+        "temporary tables would outlive the request",
+    ),
+    (
+        "create",
+        "local",
+        "temporary tables would outlive the request",
+    ),
+    (
+        "create",
+        "global",
+        "temporary tables would outlive the request",
+    ),
+    (
+        "create",
+        "extension",
+        "extensions are an administrator's business",
+    ),
     ("create", "role", "roles are tenantd's business"),
     ("create", "user", "roles are tenantd's business"),
     ("create", "database", "databases are tenantd's business"),
     ("alter", "role", "roles are tenantd's business"),
     ("alter", "user", "roles are tenantd's business"),
     ("alter", "database", "databases are tenantd's business"),
-    ("alter", "system", "server settings are an administrator's business"),
+    (
+        "alter",
+        "system",
+        "server settings are an administrator's business",
+    ),
     ("drop", "role", "roles are tenantd's business"),
     ("drop", "user", "roles are tenantd's business"),
     ("drop", "database", "databases are tenantd's business"),
-    ("drop", "owned", "DROP OWNED would drop the tenant's whole schema"),
+    (
+        "drop",
+        "owned",
+        "DROP OWNED would drop the tenant's whole schema",
+    ),
     ("reassign", "owned", "ownership is tenantd's business"),
 ];
 
@@ -142,7 +209,10 @@ fn normalise(sql: &str) -> String {
         }
     }
     let collapsed: Vec<&str> = out.split(' ').filter(|w| !w.is_empty()).collect();
-    collapsed.join(" ").trim_start_matches(['(', ' ']).to_owned()
+    collapsed
+        .join(" ")
+        .trim_start_matches(['(', ' '])
+        .to_owned()
 }
 
 /// Skips a (nested) block comment starting at `start`; returns the index after it.

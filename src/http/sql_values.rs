@@ -31,8 +31,16 @@ pub fn bind(n: usize, value: &Value, ty: &Type) -> Result<Param, String> {
     };
     let param: Param = match *ty {
         Type::BOOL => Box::new(value.as_bool().ok_or_else(wrong)?),
-        Type::INT2 => Box::new(int(value).and_then(|i| i16::try_from(i).ok()).ok_or_else(wrong)?),
-        Type::INT4 => Box::new(int(value).and_then(|i| i32::try_from(i).ok()).ok_or_else(wrong)?),
+        Type::INT2 => Box::new(
+            int(value)
+                .and_then(|i| i16::try_from(i).ok())
+                .ok_or_else(wrong)?,
+        ),
+        Type::INT4 => Box::new(
+            int(value)
+                .and_then(|i| i32::try_from(i).ok())
+                .ok_or_else(wrong)?,
+        ),
         Type::INT8 => Box::new(int(value).ok_or_else(wrong)?),
         Type::FLOAT4 => Box::new(value.as_f64().ok_or_else(wrong)? as f32),
         Type::FLOAT8 => Box::new(value.as_f64().ok_or_else(wrong)?),
@@ -107,14 +115,29 @@ pub fn column(row: &Row, i: usize) -> Result<Value, String> {
         Type::INT4 => json(row.try_get::<_, Option<i32>>(i).map_err(get)?),
         Type::INT8 => json(row.try_get::<_, Option<i64>>(i).map_err(get)?),
         Type::OID => json(row.try_get::<_, Option<u32>>(i).map_err(get)?),
-        Type::FLOAT4 => float(row.try_get::<_, Option<f32>>(i).map_err(get)?.map(f64::from)),
+        Type::FLOAT4 => float(
+            row.try_get::<_, Option<f32>>(i)
+                .map_err(get)?
+                .map(f64::from),
+        ),
         Type::FLOAT8 => float(row.try_get::<_, Option<f64>>(i).map_err(get)?),
-        Type::NUMERIC => json(row.try_get::<_, Option<NumericText>>(i).map_err(get)?.map(|n| n.0)),
+        Type::NUMERIC => json(
+            row.try_get::<_, Option<NumericText>>(i)
+                .map_err(get)?
+                .map(|n| n.0),
+        ),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
             json(row.try_get::<_, Option<String>>(i).map_err(get)?)
         }
-        Type::JSON | Type::JSONB => row.try_get::<_, Option<Value>>(i).map_err(get)?.unwrap_or(Value::Null),
-        Type::UUID => json(row.try_get::<_, Option<Uuid>>(i).map_err(get)?.map(|u| u.to_string())),
+        Type::JSON | Type::JSONB => row
+            .try_get::<_, Option<Value>>(i)
+            .map_err(get)?
+            .unwrap_or(Value::Null),
+        Type::UUID => json(
+            row.try_get::<_, Option<Uuid>>(i)
+                .map_err(get)?
+                .map(|u| u.to_string()),
+        ),
         Type::TIMESTAMPTZ => json(
             row.try_get::<_, Option<DateTime<Utc>>>(i)
                 .map_err(get)?
@@ -125,22 +148,36 @@ pub fn column(row: &Row, i: usize) -> Result<Value, String> {
                 .map_err(get)?
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.f").to_string()),
         ),
-        Type::DATE => json(row.try_get::<_, Option<NaiveDate>>(i).map_err(get)?.map(|d| d.to_string())),
-        Type::TIME => json(row.try_get::<_, Option<NaiveTime>>(i).map_err(get)?.map(|t| t.to_string())),
+        Type::DATE => json(
+            row.try_get::<_, Option<NaiveDate>>(i)
+                .map_err(get)?
+                .map(|d| d.to_string()),
+        ),
+        Type::TIME => json(
+            row.try_get::<_, Option<NaiveTime>>(i)
+                .map_err(get)?
+                .map(|t| t.to_string()),
+        ),
         Type::BYTEA => json(
             row.try_get::<_, Option<Vec<u8>>>(i)
                 .map_err(get)?
                 .map(|b| BASE64.encode(b)),
         ),
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
-            json(row.try_get::<_, Option<Vec<Option<String>>>>(i).map_err(get)?)
-        }
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => json(
+            row.try_get::<_, Option<Vec<Option<String>>>>(i)
+                .map_err(get)?,
+        ),
         Type::INT4_ARRAY => json(row.try_get::<_, Option<Vec<Option<i32>>>>(i).map_err(get)?),
         Type::INT8_ARRAY => json(row.try_get::<_, Option<Vec<Option<i64>>>>(i).map_err(get)?),
-        Type::BOOL_ARRAY => json(row.try_get::<_, Option<Vec<Option<bool>>>>(i).map_err(get)?),
-        _ if matches!(ty.kind(), Kind::Enum(_)) => {
-            json(row.try_get::<_, Option<EnumText>>(i).map_err(get)?.map(|e| e.0))
-        }
+        Type::BOOL_ARRAY => json(
+            row.try_get::<_, Option<Vec<Option<bool>>>>(i)
+                .map_err(get)?,
+        ),
+        _ if matches!(ty.kind(), Kind::Enum(_)) => json(
+            row.try_get::<_, Option<EnumText>>(i)
+                .map_err(get)?
+                .map(|e| e.0),
+        ),
         _ => {
             let name = row.columns()[i].name();
             return Err(format!(
@@ -253,8 +290,14 @@ mod tests {
 
     #[test]
     fn numerics_decode_exactly() {
-        assert_eq!(numeric_text(&encode(2, 0, 0, 2, &[12, 3400])).unwrap(), "12.34");
-        assert_eq!(numeric_text(&encode(2, 1, 0x4000, 0, &[1, 2])).unwrap(), "-10002");
+        assert_eq!(
+            numeric_text(&encode(2, 0, 0, 2, &[12, 3400])).unwrap(),
+            "12.34"
+        );
+        assert_eq!(
+            numeric_text(&encode(2, 1, 0x4000, 0, &[1, 2])).unwrap(),
+            "-10002"
+        );
         assert_eq!(numeric_text(&encode(1, -1, 0, 3, &[50])).unwrap(), "0.005");
         assert_eq!(numeric_text(&encode(0, 0, 0, 2, &[])).unwrap(), "0.00");
         assert_eq!(numeric_text(&encode(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");

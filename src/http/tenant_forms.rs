@@ -80,16 +80,16 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 impl PatchTenant {
     /// The change to apply, or a 422.
     pub fn validate(&self) -> Result<TenantPatch, ApiError> {
-        if self
-            .settings
-            .as_ref()
-            .is_some_and(|s| !s.is_object())
-        {
+        if self.settings.as_ref().is_some_and(|s| !s.is_object()) {
             return Err(ApiError::invalid("settings: must be a JSON object"));
         }
         let patch = TenantPatch {
             name: self.name.as_deref().map(name).transpose()?,
-            region: self.region.as_ref().map(|r| parse("region", r)).transpose()?,
+            region: self
+                .region
+                .as_ref()
+                .map(|r| parse("region", r))
+                .transpose()?,
             plan: self.plan.as_ref().map(|p| parse("plan", p)).transpose()?,
             admin_email: match &self.admin_email {
                 None => None,
@@ -216,7 +216,9 @@ fn name(raw: &str) -> Result<String, ApiError> {
 fn email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     match raw {
         None => Ok(None),
-        Some(e) if e.len() <= MAX_EMAIL_LEN && e.contains('@') && !e.contains(char::is_whitespace) => {
+        Some(e)
+            if e.len() <= MAX_EMAIL_LEN && e.contains('@') && !e.contains(char::is_whitespace) =>
+        {
             Ok(Some(e.to_owned()))
         }
         Some(_) => Err(field("admin_email", "must be an e-mail address")),
@@ -230,7 +232,11 @@ where
     raw.parse().map_err(|e| field(name, e))
 }
 
-fn parse_or<T: std::str::FromStr>(raw: &Option<String>, name: &str, default: T) -> Result<T, ApiError>
+fn parse_or<T: std::str::FromStr>(
+    raw: &Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ApiError>
 where
     T::Err: std::fmt::Display,
 {

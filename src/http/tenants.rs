@@ -291,7 +291,9 @@ async fn resume_tenant(
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
     let _slot = state.lifecycle_slot().await?;
-    Ok(Json(state.orchestrator().resume_tenant(&code).await?.into()))
+    Ok(Json(
+        state.orchestrator().resume_tenant(&code).await?.into(),
+    ))
 }
 
 /// Connection settings of a tenant's database (admin, or that tenant's own key).

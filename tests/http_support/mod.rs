@@ -44,7 +44,9 @@ impl TestServer {
         for (name, value) in vars {
             env.set(name, value);
         }
-        let app = Application::build(env.settings()).await.expect("server builds");
+        let app = Application::build(env.settings())
+            .await
+            .expect("server builds");
         let admin_key = app.bootstrap_key().expect("bootstrap key").to_owned();
         let base = format!("http://{}", app.local_addr().expect("bound"));
         let orchestrator = app.orchestrator().clone();
@@ -86,7 +88,12 @@ impl TestServer {
     }
 
     /// An admin request; returns status and JSON body (Null when empty).
-    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let response = self.send(method, path, Some(&self.admin_key), body).await;
         split(response).await
     }
@@ -110,7 +117,9 @@ impl TestServer {
             .admin(
                 Method::POST,
                 "/v1/api-keys",
-                Some(json!({ "name": format!("{code} backend"), "scope": "tenant", "tenant": code })),
+                Some(
+                    json!({ "name": format!("{code} backend"), "scope": "tenant", "tenant": code }),
+                ),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -186,15 +195,27 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
 /// Asserts the members of a problem body.
 pub fn check_problem(body: &Value, status: StatusCode) {
     assert_eq!(body["status"], status.as_u16(), "{body}");
-    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("https://")), "{body}");
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("https://")),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
 }
 
 /// An HS256 JWT for `tenant_id` expiring `exp_in` seconds from now (negative: expired).
 pub fn jwt(tenant_id: &str, exp_in: i64, secret: &str) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({ "sub": "user-1", "tenant_id": tenant_id, "iat": now, "exp": now + exp_in });
+    let claims =
+        json!({ "sub": "user-1", "tenant_id": tenant_id, "iat": now, "exp": now + exp_in });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
