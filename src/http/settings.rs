@@ -61,7 +61,7 @@ impl HttpSettings {
                 rate("TENANTD_RATE_PRO", 100)?,
                 rate("TENANTD_RATE_ENTERPRISE", 1_000)?,
             ],
-            lifecycle_concurrency: count("TENANTD_HTTP_LIFECYCLE_CONCURRENCY", 4)?,
+            lifecycle_concurrency: count("TENANTD_HTTP_LIFECYCLE_CONCURRENCY", 2)?,
             auth_cache_secs: count("TENANTD_AUTH_CACHE_SECS", 5)? as u64,
         })
     }
