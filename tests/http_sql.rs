@@ -203,3 +203,34 @@ async fn tenants_cannot_reach_each_other_or_auth() {
     assert_eq!(body["rows"], json!([["Bravo only"]]));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_tenant_database_is_a_retryable_503() {
+    let server = TestServer::start().await;
+    server.create_tenant("closed", "pro").await;
+    let key = server.tenant_key("closed").await;
+    let database = format!("{}_closed", server.env.prefix);
+    server
+        .env
+        .admin()
+        .await
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" CONNECTION LIMIT 0"))
+        .await
+        .unwrap();
+    let response = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/sql",
+            Some(&key),
+            Some(json!({ "sql": "SELECT 1" })),
+        )
+        .await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = http_support::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains(&database),
+        "5xx details stay in the log: {body}"
+    );
+    server.stop().await;
+}

@@ -233,12 +233,12 @@ async fn http_phase(address: std::net::SocketAddr, tenants: &[BenchTenant]) -> R
     let keys: Arc<Vec<String>> = Arc::new(tenants.iter().map(|t| t.key.clone()).collect());
     let mut connections = Vec::new();
     for _ in 0..CLIENTS {
-        connections.push(tokio::sync::Mutex::new(HttpConnection::open(address).await?));
+        connections.push(tokio::sync::Mutex::new(
+            HttpConnection::open(address).await?,
+        ));
     }
     let connections = Arc::new(connections);
-    let body = Arc::new(format!(
-        "{{\"sql\":\"{QUERY}\",\"params\":[\"C42\"]}}"
-    ));
+    let body = Arc::new(format!("{{\"sql\":\"{QUERY}\",\"params\":[\"C42\"]}}"));
     load(move |worker, n| {
         let (keys, connections, body) = (keys.clone(), connections.clone(), body.clone());
         async move {
@@ -340,7 +340,10 @@ async fn drop_prefixed(url: &str, prefix: &str) {
         .unwrap_or_default();
     for row in roles {
         let name = tenantd::ident::quote_ident(row.get(0));
-        if let Err(e) = admin.batch_execute(&format!("DROP ROLE IF EXISTS {name}")).await {
+        if let Err(e) = admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+            .await
+        {
             eprintln!("cleanup: cannot drop role {name}: {e}");
         }
     }
