@@ -194,8 +194,12 @@ impl From<TenantConnection> for ConnectionBody {
 }
 
 /// A tenant code from a URL path; a value no tenant can have is a 404.
+/// The code is recorded on the request's span, so its log lines name the tenant.
 pub fn tenant_code(raw: &str) -> Result<TenantCode, ApiError> {
-    TenantCode::parse(raw).map_err(|e| ApiError::not_found(format!("no such tenant: {e}")))
+    let code =
+        TenantCode::parse(raw).map_err(|e| ApiError::not_found(format!("no such tenant: {e}")))?;
+    tracing::Span::current().record("tenant", code.as_str());
+    Ok(code)
 }
 
 fn field(name: &str, error: impl std::fmt::Display) -> ApiError {
