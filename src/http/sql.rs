@@ -129,19 +129,11 @@ async fn run(
     timeout_ms: u64,
     max_rows: usize,
 ) -> Result<SqlResult, RunError> {
-    let begin = format!("BEGIN; SET LOCAL statement_timeout = {timeout_ms}");
-    let (began, prepared) =
-        futures::future::join(client.batch_execute(&begin), prepare(client, &request.sql)).await;
-    if let Err(error) = began {
-        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
-    }
-    let failed = match prepared {
-        Ok(statement) => match bind_all(&statement, &request.params) {
-            Ok(params) => return execute(client, &statement, &params, timeout_ms, max_rows).await,
-            Err(detail) => ApiError::invalid(detail),
-        },
-        Err(error) => {
-            let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
+    // Prepared outside the transaction: a refused statement leaves nothing to
+    // roll back, and a cached one costs no round trip.
+    let statement = prepare(client, &request.sql).await.map_err(|error| {
+        let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
+        RunError::Clean(
             if error.code() == Some(&SqlState::SYNTAX_ERROR)
                 && message.contains("multiple commands")
             {
@@ -151,13 +143,12 @@ async fn run(
                 .with("sqlstate", SqlState::SYNTAX_ERROR.code())
             } else {
                 from_statement(&error, timeout_ms)
-            }
-        }
-    };
-    match client.batch_execute("ROLLBACK").await {
-        Ok(()) => Err(RunError::Clean(failed)),
-        Err(_) => Err(RunError::Dirty(failed)),
-    }
+            },
+        )
+    })?;
+    let params = bind_all(&statement, &request.params)
+        .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
+    execute(client, &statement, &params, timeout_ms, max_rows).await
 }
 
 async fn prepare(client: &Object, sql: &str) -> Result<Statement, tokio_postgres::Error> {
@@ -205,9 +196,19 @@ async fn execute(
         let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
         Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
     };
-    // Polled in order: the statement is sent before COMMIT, which turns into
-    // a ROLLBACK when the statement failed.
-    let (rows, committed) = futures::future::join(rows, client.batch_execute("COMMIT")).await;
+    // Polled in order, so BEGIN, the statement and COMMIT leave in one write
+    // and come back in one round trip; COMMIT turns into a ROLLBACK when the
+    // statement failed.
+    let begin = format!("BEGIN; SET LOCAL statement_timeout = {timeout_ms}");
+    let (began, rows, committed) = futures::future::join3(
+        client.batch_execute(&begin),
+        rows,
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    if let Err(error) = began {
+        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
+    }
     let (mut rows, affected) = match (rows, committed) {
         (Ok(found), Ok(())) => found,
         (Err(error), Ok(())) | (Ok(_), Err(error)) => {
