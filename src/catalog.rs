@@ -134,11 +134,10 @@ impl Catalog {
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE code = $1 \
              ORDER BY status IN ('deleted', 'failed'), created_at DESC LIMIT 1"
         );
-        let row = self
-            .client()
-            .await?
-            .query_opt(&sql, &[&code.as_str()])
-            .await?;
+        // Prepared once per connection: this lookup is on every request's path.
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let row = client.query_opt(&statement, &[&code.as_str()]).await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
