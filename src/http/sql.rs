@@ -196,19 +196,25 @@ async fn execute(
         let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
         Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
     };
-    // Polled in order, so BEGIN, the statement and COMMIT leave in one write
-    // and come back in one round trip; COMMIT turns into a ROLLBACK when the
-    // statement failed.
-    let begin = format!("BEGIN; SET LOCAL statement_timeout = {timeout_ms}");
-    let (began, rows, committed) = futures::future::join3(
-        client.batch_execute(&begin),
+    // The envelope statements are prepared once per connection and polled in
+    // order with the statement, so BEGIN, the timeout, the statement and COMMIT
+    // leave in one write and come back in one round trip; COMMIT turns into a
+    // ROLLBACK when the statement failed.
+    let envelope = envelope(client)
+        .await
+        .map_err(|e| RunError::Clean(from_statement(&e, timeout_ms)))?;
+    let timeout = timeout_ms.to_string();
+    let (began, limited, rows, committed) = futures::future::join4(
+        client.execute(&envelope.begin, &[]),
+        client.execute(&envelope.timeout, &[&timeout]),
         rows,
-        client.batch_execute("COMMIT"),
+        client.execute(&envelope.commit, &[]),
     )
     .await;
-    if let Err(error) = began {
+    if let Some(error) = began.err().or(limited.err()) {
         return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
     }
+    let committed = committed.map(|_| ());
     let (mut rows, affected) = match (rows, committed) {
         (Ok(found), Ok(())) => found,
         (Err(error), Ok(())) | (Ok(_), Err(error)) => {
@@ -242,6 +248,28 @@ async fn execute(
         rows: values,
         row_count,
         truncated,
+    })
+}
+
+/// The statements around a tenant's statement.
+struct Envelope {
+    begin: Statement,
+    timeout: Statement,
+    commit: Statement,
+}
+
+/// Prepares (or finds in the connection's cache) the envelope statements.
+async fn envelope(client: &Object) -> Result<Envelope, tokio_postgres::Error> {
+    let (begin, timeout, commit) = futures::future::try_join3(
+        client.prepare_cached("BEGIN"),
+        client.prepare_cached("SELECT set_config('statement_timeout', $1, true)"),
+        client.prepare_cached("COMMIT"),
+    )
+    .await?;
+    Ok(Envelope {
+        begin,
+        timeout,
+        commit,
     })
 }
 
