@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
+mod api_keys;
+mod tenant_patch;
+
+pub use api_keys::ApiKeyRecord;
+pub use tenant_patch::TenantPatch;
+
 /// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
 const TENANT_LOCK_CLASS: i32 = 0x7E4A_0001;
 /// Advisory-lock class of catalog-wide work (template upkeep, reconcile).
@@ -128,11 +134,10 @@ impl Catalog {
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE code = $1 \
              ORDER BY status IN ('deleted', 'failed'), created_at DESC LIMIT 1"
         );
-        let row = self
-            .client()
-            .await?
-            .query_opt(&sql, &[&code.as_str()])
-            .await?;
+        // Prepared once per connection: this lookup is on every request's path.
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let row = client.query_opt(&statement, &[&code.as_str()]).await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 

@@ -63,6 +63,29 @@ pub enum Command {
     /// rollback, baseline (each with --config FILE).
     #[command(subcommand)]
     Legacy(crate::legacy::command::LegacyCommand),
+    /// Serve the HTTP API on TENANTD_LISTEN (runs init and reconcile first;
+    /// prints a bootstrap admin key when the catalog has none).
+    Serve,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+/// `tenantd apikey …`
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an API key and print its secret (shown once; only its SHA-256 is stored).
+    Create {
+        /// admin (every admin route) or tenant (one tenant's routes).
+        #[arg(long, value_parser = ["admin", "tenant"])]
+        scope: String,
+        /// The tenant of a tenant key.
+        #[arg(long, value_name = "CODE")]
+        tenant: Option<TenantCode>,
+        /// Who uses the key.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// `tenantd tenant …`
@@ -197,6 +220,9 @@ async fn execute(cli: Cli) -> Result<(), Error> {
     if let Command::Dev(command) = &cli.command {
         return dev(&settings, command, cli.json).await;
     }
+    if let Command::Serve = &cli.command {
+        return crate::http::serve::serve(settings, cli.json).await;
+    }
     let crash_at = match cli.crash_at.as_deref() {
         Some(text) => Some(
             CrashPoint::parse(text).ok_or_else(|| crate::config::ConfigError {
@@ -247,7 +273,8 @@ async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> 
         Command::Legacy(command) => {
             Ok(crate::legacy::command::execute(orchestrator, command, json).await?)
         }
-        Command::Dev(_) => Ok(()),
+        Command::Apikey(command) => apikey(orchestrator, command, json).await,
+        Command::Dev(_) | Command::Serve => Ok(()),
     }
 }
 
@@ -328,6 +355,39 @@ async fn tenant(
             print(json, &connection, &connection.url)
         }
     }
+}
+
+async fn apikey(
+    orchestrator: &Orchestrator,
+    command: ApikeyCommand,
+    json: bool,
+) -> Result<(), Error> {
+    let ApikeyCommand::Create {
+        scope,
+        tenant,
+        name,
+    } = command;
+    let scope: crate::apikey::ApiKeyScope = scope.parse().map_err(
+        |e: crate::apikey::InvalidScope| crate::config::ConfigError {
+            variable: "--scope",
+            problem: e.to_string(),
+        },
+    )?;
+    let tenant_ok = (scope == crate::apikey::ApiKeyScope::Tenant) == tenant.is_some();
+    if !tenant_ok {
+        return Err(crate::config::ConfigError {
+            variable: "--tenant",
+            problem: "required with --scope tenant, refused with --scope admin".to_owned(),
+        }
+        .into());
+    }
+    orchestrator.init().await?;
+    let issued = crate::http::api_keys::issue(orchestrator, &name, scope, tenant.as_ref()).await?;
+    let text = format!(
+        "created {scope} key {} ({}); its secret is shown once, store it now:\n{}",
+        issued.key.id, issued.key.prefix, issued.key_secret
+    );
+    print(json, &issued, &text)
 }
 
 async fn dev(settings: &Settings, command: &DevCommand, json: bool) -> Result<(), Error> {

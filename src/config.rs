@@ -13,6 +13,14 @@
 //! | `TENANTD_MIGRATIONS_DIR` | built-in sets | directory with `auth/`, `shared/`, `tenant/` |
 //! | `TENANTD_DEV_DIR` | `./.tenantd` | where the embedded dev cluster lives |
 //! | `TENANTD_TENANT_POOL_SIZE` | `4` | connections per tenant pool |
+//! | `JWT_SECRET` | unset: JWTs refused | HS256 key of tenant JWTs (≥ 32 bytes) |
+//! | `TENANTD_HTTP_BODY_LIMIT` | `1048576` | largest HTTP request body, bytes |
+//! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of `POST /v1/sql` |
+//! | `TENANTD_SQL_MAX_ROWS` | `1000` | rows returned at most by `POST /v1/sql` |
+//! | `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE` | `20` / `100` / `1000` | tenant-routed requests per second by plan |
+//! | `TENANTD_HTTP_LIFECYCLE_CONCURRENCY` | `2` | life-cycle HTTP operations run at once (keep below the 4 admin connections) |
+//! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
+//! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +75,8 @@ pub struct Settings {
     pub migrations_dir: Option<PathBuf>,
     /// Connections per tenant pool.
     pub tenant_pool_size: usize,
+    /// Limits and secrets of the HTTP API.
+    pub http: crate::http::HttpSettings,
 }
 
 /// Longest prefix that leaves room for `_` and a 40-character code within
@@ -114,6 +124,7 @@ impl Settings {
                 get("TENANTD_TENANT_POOL_SIZE"),
                 4,
             )?,
+            http: crate::http::HttpSettings::from_lookup(&get)?,
         };
         settings.check_names_distinct()?;
         Ok(settings)

@@ -59,6 +59,9 @@ pub enum Error {
     /// A legacy split step failed.
     #[error(transparent)]
     Legacy(Box<crate::legacy::LegacyError>),
+    /// The HTTP server could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] crate::http::ServeError),
 }
 
 impl From<crate::legacy::LegacyError> for Error {
@@ -115,6 +118,7 @@ impl Error {
             ) => ErrorKind::Unavailable,
             Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
             Self::Legacy(e) => e.kind(),
+            Self::Serve(e) => e.kind(),
             _ => ErrorKind::Internal,
         }
     }

@@ -33,12 +33,16 @@
 //! - [`orchestrator`]: [`Orchestrator`], the public entry point.
 //! - [`legacy`]: the batch steps that split the legacy monolith.
 //! - [`cli`]: the `tenantd` command line (parsing and output only).
+//! - [`apikey`]: API keys as values (scope, generation, SHA-256 hashing).
+//! - [`http`]: the HTTP API (`tenantd serve`): router, auth, problem+json errors, OpenAPI.
 
+pub mod apikey;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod devcluster;
 pub mod error;
+pub mod http;
 pub mod ident;
 pub mod legacy;
 pub mod migrate;

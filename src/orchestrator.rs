@@ -342,6 +342,25 @@ impl Orchestrator {
             })
     }
 
+    /// The AUTH catalog (API keys, tenant records).
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// Changes a live tenant's descriptive fields (name, region, plan, e-mail, settings).
+    #[tracing::instrument(skip_all, fields(tenant = %code))]
+    pub async fn update_tenant(
+        &self,
+        code: &TenantCode,
+        patch: &crate::catalog::TenantPatch,
+    ) -> Result<Tenant, Error> {
+        self.inner
+            .catalog
+            .update_tenant(code, patch)
+            .await?
+            .ok_or_else(|| crate::provision::ProvisionError::NotFound(code.clone()).into())
+    }
+
     /// Closes every pool (at shutdown).
     pub fn close(&self) {
         self.inner.tenant_pools.close_all();

@@ -1,0 +1,214 @@
+//! `/v1/api-keys`: admins create (the secret is in the 201 response and
+//! nowhere else), list and revoke API keys, admin-scoped or bound to one
+//! tenant. [`issue`] is also what `tenantd apikey create` and the bootstrap
+//! key of `tenantd serve` use.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::auth::AdminCaller;
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::state::AppState;
+use crate::Orchestrator;
+use crate::apikey::{ApiKeyScope, NewKeySecret};
+use crate::catalog::ApiKeyRecord;
+use crate::error::Error;
+use crate::provision::ProvisionError;
+use crate::tenant::{TenantCode, TenantStatus};
+
+/// Longest key name.
+const MAX_NAME_LEN: usize = 200;
+
+/// `POST /v1/api-keys` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// A name saying who uses the key.
+    #[schema(example = "billing backend")]
+    pub name: String,
+    /// `admin` or `tenant`.
+    pub scope: ApiKeyScope,
+    /// The tenant's code (required for, and only for, `tenant` keys).
+    pub tenant: Option<String>,
+}
+
+/// An API key (without its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyBody {
+    /// Identifier (for revocation).
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// First characters of the key.
+    pub prefix: String,
+    /// Scope.
+    pub scope: ApiKeyScope,
+    /// The tenant of a tenant key.
+    #[schema(value_type = Option<String>)]
+    pub tenant: Option<TenantCode>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRecord> for KeyBody {
+    fn from(k: ApiKeyRecord) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            prefix: k.key_prefix,
+            scope: k.scope,
+            tenant: k.tenant_code,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+/// A new key, with its secret (shown this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedKey {
+    /// The key's record.
+    #[serde(flatten)]
+    pub key: KeyBody,
+    /// The secret: send it as `Authorization: Bearer <key>`. It is not stored.
+    pub key_secret: String,
+}
+
+/// Query of `GET /v1/api-keys`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct KeyQuery {
+    /// Only the keys of this tenant.
+    pub tenant: Option<String>,
+    /// Include revoked keys.
+    pub include_revoked: Option<bool>,
+}
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+}
+
+/// Creates a key and returns its secret once.
+pub async fn issue(
+    orchestrator: &Orchestrator,
+    name: &str,
+    scope: ApiKeyScope,
+    tenant: Option<&TenantCode>,
+) -> Result<IssuedKey, Error> {
+    let tenant_id = match (scope, tenant) {
+        (ApiKeyScope::Tenant, Some(code)) => {
+            let tenant = orchestrator.tenant(code).await?;
+            if matches!(tenant.status, TenantStatus::Deleted | TenantStatus::Failed) {
+                return Err(ProvisionError::NotFound(code.clone()).into());
+            }
+            Some(tenant.id)
+        }
+        _ => None,
+    };
+    let secret = NewKeySecret::generate();
+    let record = orchestrator
+        .catalog()
+        .insert_api_key(name, &secret.display_prefix, &secret.hash, scope, tenant_id)
+        .await?;
+    Ok(IssuedKey {
+        key: record.into(),
+        key_secret: secret.secret,
+    })
+}
+
+/// Create an API key; the response holds the secret, which is never shown again.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKey,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `key_secret` is shown only now", body = IssuedKey),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid field", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_key(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    ApiJson(form): ApiJson<CreateKey>,
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::invalid(format!(
+            "name: must be 1 to {MAX_NAME_LEN} characters"
+        )));
+    }
+    let tenant = match (form.scope, &form.tenant) {
+        (ApiKeyScope::Tenant, Some(code)) => {
+            Some(TenantCode::parse(code).map_err(|e| ApiError::invalid(format!("tenant: {e}")))?)
+        }
+        (ApiKeyScope::Tenant, None) => {
+            return Err(ApiError::invalid("tenant: required for a tenant key"));
+        }
+        (ApiKeyScope::Admin, Some(_)) => {
+            return Err(ApiError::invalid(
+                "tenant: an admin key is bound to no tenant",
+            ));
+        }
+        (ApiKeyScope::Admin, None) => None,
+    };
+    let issued = issue(state.orchestrator(), name, form.scope, tenant.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// List API keys, newest first.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(KeyQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The keys", body = Vec<KeyBody>)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    ApiQuery(query): ApiQuery<KeyQuery>,
+) -> Result<Json<Vec<KeyBody>>, ApiError> {
+    let tenant_id = match &query.tenant {
+        Some(code) => {
+            let code = TenantCode::parse(code)
+                .map_err(|e| ApiError::bad_request(format!("tenant: {e}")))?;
+            Some(state.orchestrator().tenant(&code).await?.id)
+        }
+        None => None,
+    };
+    let keys = state
+        .orchestrator()
+        .catalog()
+        .api_keys(tenant_id, query.include_revoked.unwrap_or(false))
+        .await?;
+    Ok(Json(keys.into_iter().map(KeyBody::from).collect()))
+}
+
+/// Revoke an API key: it authenticates nothing from now on.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No live key has this id", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    _admin: AdminCaller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let hash = state
+        .orchestrator()
+        .catalog()
+        .revoke_api_key(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no live API key has id {id}")))?;
+    state.forget_key(&hash).await;
+    Ok(StatusCode::NO_CONTENT)
+}

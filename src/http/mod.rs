@@ -1,0 +1,220 @@
+//! The HTTP API (`tenantd serve`): an axum service where admins provision
+//! tenant databases and backends run statements routed by the tenant of
+//! their credentials.
+//!
+//! [`Application::build`] connects, runs `init` and `reconcile`, makes a
+//! bootstrap admin key when the catalog has none and binds the listener;
+//! [`Application::run_until`] serves until a shutdown signal, finishes the
+//! requests in flight and closes the pools. Tests bind port 0 and talk HTTP
+//! to the real server.
+//!
+//! One file per resource: [`tenants`], [`api_keys`], [`sql`], [`health`],
+//! [`metrics`], [`openapi`]; [`auth`] (who is calling), [`error`] (every
+//! failure as problem+json), [`extract`] (rejections as problem+json).
+
+pub mod api_keys;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod ratelimit;
+pub mod serve;
+pub mod settings;
+pub mod sql;
+pub mod sql_guard;
+pub mod sql_values;
+pub mod state;
+pub mod tenant_forms;
+pub mod tenants;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, Problem};
+pub use settings::HttpSettings;
+pub use state::AppState;
+
+use crate::Orchestrator;
+use crate::apikey::ApiKeyScope;
+use crate::config::Settings;
+use crate::error::{Error, ErrorKind};
+
+/// Advisory-lock object (global class) serialising the bootstrap key.
+const BOOTSTRAP_LOCK: i32 = 0x4B45;
+
+/// The server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address} (TENANTD_LISTEN): {source}; choose a free address:port")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while serving.
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+impl ServeError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Bind { .. } => ErrorKind::InvalidInput,
+            Self::Serve(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// A built server, bound and ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    orchestrator: Orchestrator,
+    bootstrap_key: Option<String>,
+}
+
+impl Application {
+    /// Connects with `settings`, runs `init` and `reconcile`, creates the
+    /// bootstrap admin key if the catalog has no admin key, and binds
+    /// `settings.listen` (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Self, Error> {
+        let orchestrator = Orchestrator::connect(settings).await?;
+        orchestrator.init().await?;
+        let report = orchestrator.reconcile().await?;
+        if !report.is_clean() {
+            tracing::warn!(?report, "reconciled interrupted life-cycle work");
+        }
+        let bootstrap_key = bootstrap_key(&orchestrator).await?;
+        let address = orchestrator.settings().listen;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| ServeError::Bind { address, source })?;
+        let state = AppState::new(orchestrator.clone(), orchestrator.settings().http.clone());
+        Ok(Self {
+            listener,
+            router: router(state),
+            orchestrator,
+            bootstrap_key,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ServeError::Serve(e).into())
+    }
+
+    /// The admin key created by this start (the catalog had none), shown once.
+    pub fn bootstrap_key(&self) -> Option<&str> {
+        self.bootstrap_key.as_deref()
+    }
+
+    /// The orchestrator the server uses.
+    pub fn orchestrator(&self) -> &Orchestrator {
+        &self.orchestrator
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes the
+    /// requests in flight and closes the pools.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.orchestrator.close();
+        served.map_err(|e| ServeError::Serve(e).into())
+    }
+}
+
+/// Creates an admin key when the catalog has none; returns its secret.
+async fn bootstrap_key(orchestrator: &Orchestrator) -> Result<Option<String>, Error> {
+    let catalog = orchestrator.catalog();
+    let lock = catalog.lock_global(BOOTSTRAP_LOCK).await?;
+    let result = async {
+        if catalog.admin_key_count().await? > 0 {
+            return Ok(None);
+        }
+        let issued = api_keys::issue(orchestrator, "bootstrap", ApiKeyScope::Admin, None).await?;
+        Ok::<_, Error>(Some(issued.key_secret))
+    }
+    .await;
+    lock.release().await?;
+    result
+}
+
+/// The whole API over `state`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings().body_limit;
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(tenants::router())
+        .merge(api_keys::router())
+        .merge(sql::router())
+        .merge(health::router())
+        .merge(metrics::router())
+        .routes(routes!(openapi::openapi_json))
+        .split_for_parts();
+    openapi::publish(&doc);
+    metrics::handle();
+    api.fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(CatchPanicLayer::custom(|_| panicked()))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+    )
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such route; GET /openapi.json lists every route")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not take this method; GET /openapi.json lists the methods of every route",
+    )
+}
+
+fn panicked() -> Response {
+    ApiError::internal(&"a request handler panicked").into_response()
+}

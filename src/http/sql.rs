@@ -1,0 +1,306 @@
+//! `POST /v1/sql`: one statement in the caller's tenant database, as the
+//! tenant's own role (through [`crate::Orchestrator::tenant_client`]).
+//!
+//! The statement passes [`super::sql_guard`], is prepared with the extended
+//! protocol (so a second statement is refused by the server), and runs in a
+//! transaction of its own with `SET LOCAL statement_timeout`, so nothing it
+//! does outlives the request on the pooled connection. At most
+//! `TENANTD_SQL_MAX_ROWS` rows come back. A request dropped half-way (client
+//! gone) discards its connection instead of returning it mid-transaction.
+
+use axum::Json;
+use axum::extract::State;
+use deadpool_postgres::Object;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Statement;
+use tokio_postgres::error::SqlState;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::TenantCaller;
+use super::error::{ApiError, Problem, from_statement};
+use super::extract::ApiJson;
+use super::sql_guard;
+use super::sql_values::{self, Param};
+use super::state::AppState;
+
+/// Prepared statements cached per connection at most, before the cache is emptied.
+const STATEMENT_CACHE_LIMIT: usize = 256;
+
+/// A statement to run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One SQL statement; `$1`, `$2`… are parameters.
+    pub sql: String,
+    /// Parameter values, bound by the types the statement expects.
+    #[serde(default)]
+    pub params: Vec<Value>,
+}
+
+/// A result column.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SqlColumn {
+    /// Column name.
+    pub name: String,
+    /// PostgreSQL type name.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// The statement's result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SqlResult {
+    /// Result columns (empty for statements returning no rows).
+    pub columns: Vec<SqlColumn>,
+    /// Rows, each an array of values in column order.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<Vec<Value>>,
+    /// Rows returned, or rows affected for INSERT/UPDATE/DELETE.
+    pub row_count: u64,
+    /// True when more rows existed than `TENANTD_SQL_MAX_ROWS`.
+    pub truncated: bool,
+}
+
+/// The route of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(run_sql))
+}
+
+/// Run one SQL statement in the caller's tenant database.
+#[utoipa::path(post, path = "/v1/sql", tag = "tenant",
+    request_body = SqlRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The statement ran", body = SqlResult),
+        (status = 400, description = "Refused or invalid statement", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin key, suspended tenant or missing privilege", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "Statement timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Constraint violation", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameters or result types", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Tenant database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all, fields(tenant = %caller.code))]
+async fn run_sql(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+    ApiJson(request): ApiJson<SqlRequest>,
+) -> Result<Json<SqlResult>, ApiError> {
+    sql_guard::check(&request.sql).map_err(ApiError::bad_request)?;
+    let client = state.orchestrator().tenant_client(&caller.code).await?;
+    let settings = state.settings();
+    let mut guard = ConnectionGuard(Some(client));
+    let result = run(
+        guard.client()?,
+        &request,
+        settings.sql_timeout_ms,
+        settings.sql_max_rows,
+    )
+    .await;
+    match result {
+        Ok(result) => {
+            guard.release();
+            Ok(Json(result))
+        }
+        Err(RunError::Clean(error)) => {
+            guard.release();
+            Err(error)
+        }
+        Err(RunError::Dirty(error)) => Err(error),
+    }
+}
+
+/// A failure, and whether the connection is still fit for the pool.
+enum RunError {
+    /// The transaction ended: the connection can be reused.
+    Clean(ApiError),
+    /// The connection's state is unknown: it must be discarded.
+    Dirty(ApiError),
+}
+
+async fn run(
+    client: &Object,
+    request: &SqlRequest,
+    timeout_ms: u64,
+    max_rows: usize,
+) -> Result<SqlResult, RunError> {
+    // Prepared outside the transaction: a refused statement leaves nothing to
+    // roll back, and a cached one costs no round trip.
+    let statement = prepare(client, &request.sql).await.map_err(|error| {
+        let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
+        RunError::Clean(
+            if error.code() == Some(&SqlState::SYNTAX_ERROR)
+                && message.contains("multiple commands")
+            {
+                ApiError::bad_request(
+                    "send one statement per request: multiple statements are refused",
+                )
+                .with("sqlstate", SqlState::SYNTAX_ERROR.code())
+            } else {
+                from_statement(&error, timeout_ms)
+            },
+        )
+    })?;
+    let params = bind_all(&statement, &request.params)
+        .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
+    execute(client, &statement, &params, timeout_ms, max_rows).await
+}
+
+async fn prepare(client: &Object, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+    if client.statement_cache.size() > STATEMENT_CACHE_LIMIT {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(sql).await
+}
+
+fn bind_all(statement: &Statement, params: &[Value]) -> Result<Vec<Param>, String> {
+    let types = statement.params();
+    if types.len() != params.len() {
+        return Err(format!(
+            "the statement takes {} parameter(s), the request sent {}",
+            types.len(),
+            params.len()
+        ));
+    }
+    params
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (value, ty))| sql_values::bind(i + 1, value, ty))
+        .collect()
+}
+
+/// Runs the prepared statement and COMMIT, pipelined on one round trip.
+async fn execute(
+    client: &Object,
+    statement: &Statement,
+    params: &[Param],
+    timeout_ms: u64,
+    max_rows: usize,
+) -> Result<SqlResult, RunError> {
+    let rows = async {
+        let stream = client
+            .query_raw(
+                statement,
+                params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)),
+            )
+            .await?;
+        futures::pin_mut!(stream);
+        let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
+        Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
+    };
+    // The envelope statements are prepared once per connection and polled in
+    // order with the statement, so BEGIN, the timeout, the statement and COMMIT
+    // leave in one write and come back in one round trip; COMMIT turns into a
+    // ROLLBACK when the statement failed.
+    let envelope = envelope(client)
+        .await
+        .map_err(|e| RunError::Clean(from_statement(&e, timeout_ms)))?;
+    let timeout = timeout_ms.to_string();
+    let (began, limited, rows, committed) = futures::future::join4(
+        client.execute(&envelope.begin, &[]),
+        client.execute(&envelope.timeout, &[&timeout]),
+        rows,
+        client.execute(&envelope.commit, &[]),
+    )
+    .await;
+    if let Some(error) = began.err().or(limited.err()) {
+        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
+    }
+    let committed = committed.map(|_| ());
+    let (mut rows, affected) = match (rows, committed) {
+        (Ok(found), Ok(())) => found,
+        (Err(error), Ok(())) | (Ok(_), Err(error)) => {
+            forget_stale_plans(client, &error);
+            return Err(RunError::Clean(from_statement(&error, timeout_ms)));
+        }
+        (Err(error), Err(_)) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
+    };
+    let truncated = rows.len() > max_rows;
+    rows.truncate(max_rows);
+    let columns = statement
+        .columns()
+        .iter()
+        .map(|c| SqlColumn {
+            name: c.name().to_owned(),
+            type_name: c.type_().name().to_owned(),
+        })
+        .collect();
+    let values = rows
+        .iter()
+        .map(|row| (0..row.len()).map(|i| sql_values::column(row, i)).collect())
+        .collect::<Result<Vec<Vec<Value>>, String>>()
+        .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
+    let row_count = if statement.columns().is_empty() {
+        affected.unwrap_or(0)
+    } else {
+        values.len() as u64
+    };
+    Ok(SqlResult {
+        columns,
+        rows: values,
+        row_count,
+        truncated,
+    })
+}
+
+/// The statements around a tenant's statement.
+struct Envelope {
+    begin: Statement,
+    timeout: Statement,
+    commit: Statement,
+}
+
+/// Prepares (or finds in the connection's cache) the envelope statements.
+async fn envelope(client: &Object) -> Result<Envelope, tokio_postgres::Error> {
+    let (begin, timeout, commit) = futures::future::try_join3(
+        client.prepare_cached("BEGIN"),
+        client.prepare_cached("SELECT set_config('statement_timeout', $1, true)"),
+        client.prepare_cached("COMMIT"),
+    )
+    .await?;
+    Ok(Envelope {
+        begin,
+        timeout,
+        commit,
+    })
+}
+
+/// A schema change invalidates cached plans: forget them so the next call re-prepares.
+fn forget_stale_plans(client: &Object, error: &tokio_postgres::Error) {
+    if matches!(error.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
+    {
+        client.statement_cache.clear();
+    }
+}
+
+/// Holds the pooled connection; unless released, dropping it discards the
+/// connection (a request cancelled mid-transaction must not return it).
+struct ConnectionGuard(Option<Object>);
+
+impl ConnectionGuard {
+    fn client(&mut self) -> Result<&Object, ApiError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| ApiError::internal(&"connection guard used after release"))
+    }
+
+    fn release(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}

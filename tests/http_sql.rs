@@ -1,0 +1,236 @@
+//! `POST /v1/sql` against the real server: results by column type, bound
+//! parameters, the row cap, the statement timeout, and every way a tenant
+//! might try to reach another tenant's data or AUTH.
+
+mod common;
+mod http_support;
+
+use http_support::{TestServer, check_problem};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn statements_return_typed_json() {
+    let server = TestServer::start_with(&[
+        ("TENANTD_SQL_MAX_ROWS", "5"),
+        ("TENANTD_SQL_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    server.create_tenant("acme", "pro").await;
+    let key = server.tenant_key("acme").await;
+    let (status, body) = server
+        .sql(
+            &key,
+            "INSERT INTO clients (code, name, currency, credit_limit) VALUES ($1, $2, 'EUR', $3::text::numeric) RETURNING id, code",
+            json!(["C1", "First", "1234.50"]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["row_count"], 1);
+    assert_eq!(body["rows"][0][1], "C1");
+    let (status, body) = server
+        .sql(
+            &key,
+            "UPDATE clients SET is_active = $1 WHERE code = $2",
+            json!([false, "C1"]),
+        )
+        .await;
+    assert_eq!(
+        (status, body["row_count"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let (status, body) = server
+        .sql(
+            &key,
+            "SELECT 42::int2 a, 7::int8 b, 1.5::float8 c, credit_limit d, name e, is_active f, \
+             '{\"k\":[1]}'::jsonb g, '6f1c0a4e-3f0a-4c47-9d0a-2a7e0c5b8f11'::uuid h, \
+             '2026-01-02T03:04:05Z'::timestamptz i, '2026-01-02'::date j, '\\x00ff'::bytea k, NULL::text l, \
+             ARRAY[1,2]::int4[] m FROM clients WHERE code = $1",
+            json!(["C1"]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"][0],
+        json!([42, 7, 1.5, "1234.50", "First", false, {"k": [1]}, "6f1c0a4e-3f0a-4c47-9d0a-2a7e0c5b8f11",
+               "2026-01-02T03:04:05+00:00", "2026-01-02", "AP8=", null, [1, 2]])
+    );
+    assert_eq!(
+        body["columns"][3],
+        json!({ "name": "d", "type": "numeric" })
+    );
+
+    let (status, body) = server
+        .sql(&key, "SELECT g FROM generate_series(1, 20) g", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body["row_count"].as_u64(), body["truncated"].as_bool()),
+        (Some(5), Some(true))
+    );
+
+    let (status, body) = server.sql(&key, "SELECT pg_sleep(2)", json!([])).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    check_problem(&body, status);
+    let (status, body) = server
+        .sql(&key, "SELECT '1 day'::interval", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("::text"),
+        "{body}"
+    );
+    let (status, body) = server.sql(&key, "SELECT $1::int4 + 1", json!(["x"])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = server.sql(&key, "SELECT $1::int4", json!([])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = server
+        .sql(
+            &key,
+            "INSERT INTO clients (code, name, currency) VALUES ('C1', 'Dup', 'EUR')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        (status, body["sqlstate"].as_str()),
+        (StatusCode::CONFLICT, Some("23505")),
+        "{body}"
+    );
+    // After every failure above the tenant's connections are clean: no
+    // aborted transaction and no leaked timeout.
+    for _ in 0..6 {
+        let (status, body) = server
+            .sql(&key, "SELECT current_setting('statement_timeout') AS t, count(*)::int8 AS n FROM clients", json!([]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"][0], json!(["300ms", 1]));
+    }
+    let admin_view = server
+        .env
+        .admin_to(&format!("{}_acme", server.env.prefix))
+        .await;
+    let leaked: i64 = admin_view
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND state LIKE 'idle in transaction%'",
+            &[&format!("{}_acme", server.env.prefix)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        leaked, 0,
+        "no pooled connection is left inside a transaction"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_cannot_reach_each_other_or_auth() {
+    let server = TestServer::start().await;
+    server.create_tenant("alpha", "pro").await;
+    server.create_tenant("bravo", "pro").await;
+    let alpha = server.tenant_key("alpha").await;
+    let bravo = server.tenant_key("bravo").await;
+    let (status, _) = server
+        .sql(
+            &bravo,
+            "INSERT INTO clients (code, name, currency) VALUES ('SECRET', 'Bravo only', 'CHF')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let prefix = server.env.prefix.clone();
+    let bravo_db = format!("{prefix}_bravo");
+    let auth_db = format!("{prefix}_auth");
+    let attempts = [
+        format!("SELECT * FROM {bravo_db}.public.clients"),
+        format!("SELECT * FROM {auth_db}.public.api_keys"),
+        "SELECT * FROM api_keys".to_owned(),
+        "SELECT * FROM tenants".to_owned(),
+        format!("SET ROLE {bravo_db}"),
+        "SET ROLE postgres".to_owned(),
+        "SET SESSION AUTHORIZATION postgres".to_owned(),
+        "RESET ROLE".to_owned(),
+        format!(
+            "SELECT * FROM dblink('dbname={bravo_db}', 'SELECT name FROM clients') AS t(name text)"
+        ),
+        "CREATE EXTENSION dblink".to_owned(),
+        "COPY clients TO PROGRAM 'cat > /tmp/x'".to_owned(),
+        "COPY clients FROM '/etc/passwd'".to_owned(),
+        format!("\\connect {bravo_db}"),
+        "SELECT 1; SET ROLE postgres".to_owned(),
+        "SELECT 1; SELECT name FROM clients".to_owned(),
+        "SELECT set_config('role', 'postgres', false)".to_owned(),
+        "BEGIN".to_owned(),
+        "COMMIT; SELECT 1".to_owned(),
+        "DO $$ BEGIN EXECUTE 'SET ROLE postgres'; END $$".to_owned(),
+        format!("ALTER ROLE {prefix}_alpha PASSWORD 'stolen'"),
+        "LISTEN tenantd".to_owned(),
+        "SELECT pg_read_file('/etc/passwd')".to_owned(),
+        "CREATE TEMP TABLE spy (x int)".to_owned(),
+        format!("GRANT CONNECT ON DATABASE {bravo_db} TO {prefix}_alpha"),
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity".to_owned(),
+    ];
+    for sql in &attempts {
+        let (status, body) = server.sql(&alpha, sql, json!([])).await;
+        assert!(
+            status.is_client_error() && status != StatusCode::NOT_FOUND,
+            "{sql}: {status} {body}"
+        );
+        check_problem(&body, status);
+        assert!(
+            !body.to_string().contains("Bravo only"),
+            "{sql} leaked: {body}"
+        );
+    }
+    let (status, body) = server
+        .sql(
+            &alpha,
+            "SELECT count(*)::int8 AS n, current_user::text AS u FROM clients",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"][0],
+        json!([0, format!("{prefix}_alpha")]),
+        "alpha sees only its own rows"
+    );
+    let (_, body) = server
+        .sql(&bravo, "SELECT name FROM clients", json!([]))
+        .await;
+    assert_eq!(body["rows"], json!([["Bravo only"]]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_tenant_database_is_a_retryable_503() {
+    let server = TestServer::start().await;
+    server.create_tenant("closed", "pro").await;
+    let key = server.tenant_key("closed").await;
+    let database = format!("{}_closed", server.env.prefix);
+    server
+        .env
+        .admin()
+        .await
+        .batch_execute(&format!("ALTER DATABASE \"{database}\" CONNECTION LIMIT 0"))
+        .await
+        .unwrap();
+    let response = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/sql",
+            Some(&key),
+            Some(json!({ "sql": "SELECT 1" })),
+        )
+        .await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = http_support::assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        !detail.contains(&database),
+        "5xx details stay in the log: {body}"
+    );
+    server.stop().await;
+}
