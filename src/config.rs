@@ -18,7 +18,6 @@
 //! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of `POST /v1/sql` |
 //! | `TENANTD_SQL_MAX_ROWS` | `1000` | rows returned at most by `POST /v1/sql` |
 //! | `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE` | `20` / `100` / `1000` | tenant-routed requests per second by plan |
-//! | `TENANTD_HTTP_LIFECYCLE_CONCURRENCY` | `2` | life-cycle HTTP operations run at once (keep below the 4 admin connections) |
 //! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
 //! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
 

@@ -17,9 +17,6 @@ pub struct HttpSettings {
     /// `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE`: tenant-routed requests
     /// per second (and burst) by plan.
     pub rate_per_plan: [u32; 3],
-    /// `TENANTD_HTTP_LIFECYCLE_CONCURRENCY`: life-cycle operations (create,
-    /// suspend, resume, drop) run at once; the others wait their turn.
-    pub lifecycle_concurrency: usize,
     /// `TENANTD_AUTH_CACHE_SECS`: how long a verified API key is trusted
     /// before the catalog is asked again (revocations through this process
     /// apply at once).
@@ -61,7 +58,6 @@ impl HttpSettings {
                 rate("TENANTD_RATE_PRO", 100)?,
                 rate("TENANTD_RATE_ENTERPRISE", 1_000)?,
             ],
-            lifecycle_concurrency: count("TENANTD_HTTP_LIFECYCLE_CONCURRENCY", 2)?,
             auth_cache_secs: count("TENANTD_AUTH_CACHE_SECS", 5)? as u64,
         })
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -34,7 +33,6 @@ struct Inner {
     keys: Cache<[u8; 32], Arc<ApiKeyRecord>>,
     tenant_ids: Cache<Uuid, (TenantCode, Plan)>,
     limits: RateLimits,
-    lifecycle: Semaphore,
     idempotency: IdempotencyStore,
 }
 
@@ -54,7 +52,6 @@ impl AppState {
                     .time_to_live(ttl)
                     .build(),
                 limits: RateLimits::new(settings.rate_per_plan),
-                lifecycle: Semaphore::new(settings.lifecycle_concurrency),
                 idempotency: IdempotencyStore::default(),
                 settings,
             }),
@@ -79,16 +76,6 @@ impl AppState {
     /// The idempotency store of `POST /v1/tenants`.
     pub fn idempotency(&self) -> &IdempotencyStore {
         &self.inner.idempotency
-    }
-
-    /// Waits for a life-cycle slot (bounds concurrent creates and drops, whose
-    /// advisory locks each hold a catalog connection).
-    pub async fn lifecycle_slot(&self) -> Result<SemaphorePermit<'_>, ApiError> {
-        self.inner
-            .lifecycle
-            .acquire()
-            .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))
     }
 
     /// The unrevoked key with this hash, from the cache or the catalog.

@@ -119,7 +119,6 @@ async fn create_tenant(
     let actor = format!("api-key:{}", admin.key_id);
     let work = || async {
         let created = async {
-            let _slot = state.lifecycle_slot().await?;
             let tenant = state
                 .orchestrator()
                 .create_tenant_via(new, ProvisionPath::Template, &actor)
@@ -250,7 +249,6 @@ async fn delete_tenant(
             "dropping a tenant destroys its database: repeat its code, DELETE /v1/tenants/{code}?confirm={code}"
         )));
     }
-    let _slot = state.lifecycle_slot().await?;
     Ok(Json(state.orchestrator().drop_tenant(&code).await?.into()))
 }
 
@@ -269,7 +267,6 @@ async fn suspend_tenant(
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
     let reason = body.and_then(|b| b.reason);
-    let _slot = state.lifecycle_slot().await?;
     let tenant = state
         .orchestrator()
         .suspend_tenant(&code, reason.as_deref())
@@ -290,7 +287,6 @@ async fn resume_tenant(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
-    let _slot = state.lifecycle_slot().await?;
     Ok(Json(
         state.orchestrator().resume_tenant(&code).await?.into(),
     ))
