@@ -304,7 +304,7 @@ impl Fleet {
         let database = &tenant.database_name;
         let mut client = match self.server.connect(database).await {
             Ok(client) => client,
-            Err(e) => return self.fail(ctx, &tenant, None, e.to_string()).await,
+            Err(e) => return self.fail(ctx, &tenant, None, error_chain(&e)).await,
         };
         match self.tenant.apply(&mut client, database, Some(tenant.role_name())).await {
             Ok(applied) => {
@@ -325,7 +325,7 @@ impl Fleet {
             Err(error) => {
                 let version = self.tenant.current_version(&mut client, database).await;
                 let version = version.ok().flatten().or(tenant.schema_version);
-                self.fail(ctx, &tenant, version, error.to_string()).await
+                self.fail(ctx, &tenant, version, error_chain(&error)).await
             }
         }
     }
@@ -442,4 +442,20 @@ fn tally(summary: &mut RunSummary, observer: &dyn RunObserver, result: TenantRes
         summary.failed.push(result.tenant.clone());
     }
     observer.finished(&result);
+}
+
+/// An error and its sources on one line (the driver's "db error" alone
+/// would hide PostgreSQL's message).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }
