@@ -14,7 +14,6 @@ mod fleet;
 
 pub use fleet::{FleetRunRow, MigrationRecord};
 
-
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;

@@ -140,9 +140,9 @@ impl Error {
             Self::Serve(e) => e.kind(),
             Self::Fleet(FleetError::UnknownTenant(_)) => ErrorKind::NotFound,
             Self::Fleet(FleetError::AuthBehind { .. }) => ErrorKind::Conflict,
-            Self::Fleet(FleetError::Server(_) | FleetError::Catalog(CatalogError::Unavailable(_))) => {
-                ErrorKind::Unavailable
-            }
+            Self::Fleet(
+                FleetError::Server(_) | FleetError::Catalog(CatalogError::Unavailable(_)),
+            ) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }

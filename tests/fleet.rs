@@ -84,7 +84,10 @@ fn codes(n: usize) -> Vec<String> {
 async fn history(env: &TestEnv, code: &str) -> Vec<i32> {
     let client = env.admin_to(&format!("{}_{code}", env.prefix)).await;
     let rows = client
-        .query("SELECT version FROM refinery_schema_history ORDER BY version", &[])
+        .query(
+            "SELECT version FROM refinery_schema_history ORDER BY version",
+            &[],
+        )
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
@@ -118,13 +121,20 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
     let v1 = env.orchestrator().await;
     let all = codes(30);
     create_tenants(&v1, &env, &all).await;
-    v1.suspend_tenant(&env.code("t05"), Some("unpaid")).await.unwrap();
+    v1.suspend_tenant(&env.code("t05"), Some("unpaid"))
+        .await
+        .unwrap();
     v1.drop_tenant(&env.code("t29")).await.unwrap();
 
     dir.add_tenant("V2__fleet_note.sql", V2);
     let v2 = Orchestrator::connect(env.settings()).await.unwrap();
     let status = v2.fleet().status(false).await.unwrap();
-    assert_eq!(status.count(TenantState::Pending), 29, "{:?}", status.counts);
+    assert_eq!(
+        status.count(TenantState::Pending),
+        29,
+        "{:?}",
+        status.counts
+    );
     assert!(!status.template.present, "a new set needs a new template");
 
     let tracker = ProgressTracker::default();
@@ -142,13 +152,25 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
         assert_eq!(version(&v2, &env.code(code)).await, Some(2), "{code}");
     }
     let suspended = v2.tenant(&env.code("t05")).await.unwrap();
-    assert_eq!(suspended.schema_version, Some(2), "suspended tenants are migrated too");
-    assert!(!env.databases().await.contains(&format!("{}_t29", env.prefix)));
+    assert_eq!(
+        suspended.schema_version,
+        Some(2),
+        "suspended tenants are migrated too"
+    );
+    assert!(
+        !env.databases()
+            .await
+            .contains(&format!("{}_t29", env.prefix))
+    );
     let born = v2
         .create_tenant(NewTenant::new(env.code("zborn"), "Born at V2"))
         .await
         .unwrap();
-    assert_eq!(born.schema_version, Some(2), "the template was migrated first");
+    assert_eq!(
+        born.schema_version,
+        Some(2),
+        "the template was migrated first"
+    );
     assert_eq!(history(&env, "zborn").await, vec![1, 2]);
     let again = v2.fleet().run(&options(4), &tracker).await.unwrap();
     assert_eq!((again.tenants.current, again.tenants.migrated), (30, 0));
@@ -163,7 +185,11 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
 
 /// Default mode: the first failure stops the run; the others stay at V2.
 async fn v3_stop_mode(env: &TestEnv, v3: &Orchestrator) {
-    let summary = v3.fleet().run(&options(1), &ProgressTracker::default()).await.unwrap();
+    let summary = v3
+        .fleet()
+        .run(&options(1), &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.failed, vec![env.code("t00")], "{summary:?}");
     assert_eq!(summary.tenants.migrated, 0);
     assert_eq!(summary.tenants.skipped, 29, "{summary:?}");
@@ -172,11 +198,21 @@ async fn v3_stop_mode(env: &TestEnv, v3: &Orchestrator) {
     assert_eq!(bad.schema_version, Some(2), "a failed migration leaves V2");
     assert!(bad.quarantined);
     let error = bad.migration_error.unwrap();
-    assert!(error.contains("clients_vat_unique") || error.contains("duplicate"), "{error}");
+    assert!(
+        error.contains("clients_vat_unique") || error.contains("duplicate"),
+        "{error}"
+    );
     assert_eq!(history(env, "t00").await, vec![1, 2]);
-    assert_eq!(history(env, "t01").await, vec![1, 2], "not started after the failure");
+    assert_eq!(
+        history(env, "t01").await,
+        vec![1, 2],
+        "not started after the failure"
+    );
     let refused = v3.tenant_client(&env.code("t00")).await.unwrap_err();
-    assert!(matches!(refused, Error::UnderMaintenance { .. }), "{refused}");
+    assert!(
+        matches!(refused, Error::UnderMaintenance { .. }),
+        "{refused}"
+    );
     assert_eq!(refused.kind(), ErrorKind::Unavailable);
     assert!(v3.tenant_client(&env.code("t01")).await.is_ok());
     let op = summary.operation.unwrap();
@@ -185,7 +221,10 @@ async fn v3_stop_mode(env: &TestEnv, v3: &Orchestrator) {
     assert_eq!(rows.iter().filter(|r| r.outcome == "skipped").count(), 29);
 }
 
-async fn v3_catalog_results(v3: &Orchestrator, op: uuid::Uuid) -> Vec<tenantd::catalog::FleetRunRow> {
+async fn v3_catalog_results(
+    v3: &Orchestrator,
+    op: uuid::Uuid,
+) -> Vec<tenantd::catalog::FleetRunRow> {
     let settings = v3.settings().clone();
     let server = tenantd::server::Server::new(match settings.server {
         tenantd::config::ServerSource::Url(c) => *c,
@@ -201,7 +240,11 @@ async fn v3_continue_mode(env: &TestEnv, v3: &Orchestrator) {
         continue_on_error: true,
         ..options(4)
     };
-    let summary = v3.fleet().run(&opts, &ProgressTracker::default()).await.unwrap();
+    let summary = v3
+        .fleet()
+        .run(&opts, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.failed, vec![env.code("t00")]);
     assert_eq!(summary.tenants.migrated, 29, "{summary:?}");
     assert!(summary.stopped.is_none());
@@ -216,24 +259,40 @@ async fn v3_recovery(env: &TestEnv, v3: &Orchestrator) {
         quarantine: false,
         ..options(2)
     };
-    let summary = v3.fleet().run(&only_bad, &ProgressTracker::default()).await.unwrap();
+    let summary = v3
+        .fleet()
+        .run(&only_bad, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.tenants.failed, 1);
     assert!(!v3.tenant(&env.code("t00")).await.unwrap().quarantined);
     drop(v3.tenant_client(&env.code("t00")).await.unwrap());
 
     let client = env.admin_to(&format!("{}_t00", env.prefix)).await;
-    client.batch_execute("DELETE FROM clients WHERE code = 'B'").await.unwrap();
+    client
+        .batch_execute("DELETE FROM clients WHERE code = 'B'")
+        .await
+        .unwrap();
     let fixed = RunOptions {
         tenants: vec![env.code("t00")],
         ..options(2)
     };
-    let summary = v3.fleet().run(&fixed, &ProgressTracker::default()).await.unwrap();
+    let summary = v3
+        .fleet()
+        .run(&fixed, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.tenants.migrated, 1, "{summary:?}");
     let tenant = v3.tenant(&env.code("t00")).await.unwrap();
     assert_eq!(tenant.schema_version, Some(3));
     assert!(!tenant.quarantined && tenant.migration_error.is_none());
     let status = v3.fleet().status(true).await.unwrap();
-    assert_eq!(status.count(TenantState::Current), 30, "{:?}", status.counts);
+    assert_eq!(
+        status.count(TenantState::Current),
+        30,
+        "{:?}",
+        status.counts
+    );
 }
 
 #[tokio::test]
@@ -249,7 +308,11 @@ async fn canary_failure_stops_the_run() {
         continue_on_error: true,
         ..options(4)
     };
-    let summary = v2.fleet().run(&opts, &ProgressTracker::default()).await.unwrap();
+    let summary = v2
+        .fleet()
+        .run(&opts, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.failed, vec![env.code("t00")]);
     assert_eq!((summary.tenants.migrated, summary.tenants.skipped), (0, 3));
     assert_eq!(summary.stopped.as_deref(), Some("a canary tenant failed"));
@@ -271,16 +334,26 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     let (ra, rb, created) = tokio::join!(
         fleet_a.run(&opts_a, &tracker_a),
         fleet_b.run(&opts_b, &tracker_b),
-        b.create_tenant(NewTenant::new(env.code("during"), "Created during the runs")),
+        b.create_tenant(NewTenant::new(
+            env.code("during"),
+            "Created during the runs"
+        )),
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.tenants.failed + rb.tenants.failed, 0);
-    assert_eq!(ra.tenants.migrated + rb.tenants.migrated, 6, "{ra:?} {rb:?}");
+    assert_eq!(
+        ra.tenants.migrated + rb.tenants.migrated,
+        6,
+        "{ra:?} {rb:?}"
+    );
     assert_eq!(created.unwrap().schema_version, Some(2));
     for code in all.iter().map(String::as_str).chain(["during"]) {
         assert_eq!(history(&env, code).await, vec![1, 2], "{code}");
         let client = env.admin_to(&format!("{}_{code}", env.prefix)).await;
-        let row = client.query_one("SELECT count(*) FROM fleet_effect", &[]).await.unwrap();
+        let row = client
+            .query_one("SELECT count(*) FROM fleet_effect", &[])
+            .await
+            .unwrap();
         assert_eq!(row.get::<_, i64>(0), 1, "{code}: V2 ran once");
     }
 }
@@ -297,9 +370,16 @@ async fn dry_run_changes_nothing() {
         dry_run: true,
         ..RunOptions::default()
     };
-    let summary = v2.fleet().run(&opts, &ProgressTracker::default()).await.unwrap();
+    let summary = v2
+        .fleet()
+        .run(&opts, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert_eq!(summary.tenants.would_migrate, 3, "{summary:?}");
-    assert!(summary.template.as_ref().unwrap().built, "it would build the template");
+    assert!(
+        summary.template.as_ref().unwrap().built,
+        "it would build the template"
+    );
     assert!(summary.operation.is_none());
     assert_eq!(env.databases().await, databases, "no template was built");
     for code in codes(3) {
@@ -308,7 +388,10 @@ async fn dry_run_changes_nothing() {
     }
     let auth = env.admin_to(&format!("{}_auth", env.prefix)).await;
     let runs = auth
-        .query_one("SELECT count(*) FROM operations WHERE kind = 'migrate_run'", &[])
+        .query_one(
+            "SELECT count(*) FROM operations WHERE kind = 'migrate_run'",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(runs.get::<_, i64>(0), 0);
@@ -316,7 +399,11 @@ async fn dry_run_changes_nothing() {
         sets: SetChoice::Auth,
         ..options(1)
     };
-    let summary = v2.fleet().run(&only_auth, &ProgressTracker::default()).await.unwrap();
+    let summary = v2
+        .fleet()
+        .run(&only_auth, &ProgressTracker::default())
+        .await
+        .unwrap();
     assert!(summary.template.is_none() && summary.tenants.done == 0);
     assert_eq!(history(&env, "t00").await, vec![1]);
 }
@@ -334,13 +421,18 @@ async fn status_uses_the_catalog_and_verify_reports_drift() {
         .unwrap();
     env.admin_to(&db("t01"))
         .await
-        .batch_execute("INSERT INTO refinery_schema_history VALUES (99, 'gone', '2026-01-01T00:00:00Z', '1')")
+        .batch_execute(
+            "INSERT INTO refinery_schema_history VALUES (99, 'gone', '2026-01-01T00:00:00Z', '1')",
+        )
         .await
         .unwrap();
     // A database that refuses connections: status must not need one.
     env.admin()
         .await
-        .batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false", db("t03")))
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+            db("t03")
+        ))
         .await
         .unwrap();
 
@@ -362,11 +454,25 @@ async fn status_uses_the_catalog_and_verify_reports_drift() {
     };
     let t00 = by_code("t00");
     assert_eq!(t00.state, TenantState::Divergent);
-    assert!(matches!(t00.drift[..], [Drift::ChecksumMismatch { version: 1, .. }]), "{:?}", t00.drift);
+    assert!(
+        matches!(t00.drift[..], [Drift::ChecksumMismatch { version: 1, .. }]),
+        "{:?}",
+        t00.drift
+    );
     let t01 = by_code("t01");
     assert_eq!(t01.state, TenantState::Divergent);
-    assert!(t01.drift.iter().any(|d| matches!(d, Drift::MissingFile { version: 99, .. })));
-    assert!(t01.drift.iter().any(|d| matches!(d, Drift::CatalogVersion { database: Some(99), .. })));
+    assert!(
+        t01.drift
+            .iter()
+            .any(|d| matches!(d, Drift::MissingFile { version: 99, .. }))
+    );
+    assert!(t01.drift.iter().any(|d| matches!(
+        d,
+        Drift::CatalogVersion {
+            database: Some(99),
+            ..
+        }
+    )));
     assert_eq!(by_code("t02").state, TenantState::Current);
     assert_eq!(by_code("t03").state, TenantState::Unreachable);
 }
@@ -379,16 +485,36 @@ async fn cli_run_prints_json_lines_and_fails_when_a_tenant_fails() {
     insert_duplicate_vat(&env, "t01").await;
     dir.add_tenant("V2__vat_unique.sql", V3);
 
-    let dry = env.command().args(["--json", "migrate", "run", "--dry-run"]).output().unwrap();
-    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let dry = env
+        .command()
+        .args(["--json", "migrate", "run", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     assert_eq!(history(&env, "t00").await, vec![1]);
 
     let out = env
         .command()
-        .args(["--json", "migrate", "run", "--continue-on-error", "--concurrency", "2"])
+        .args([
+            "--json",
+            "migrate",
+            "run",
+            "--continue-on-error",
+            "--concurrency",
+            "2",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -396,14 +522,25 @@ async fn cli_run_prints_json_lines_and_fails_when_a_tenant_fails() {
         .collect();
     let tenants: Vec<_> = lines.iter().filter(|l| l.get("tenant").is_some()).collect();
     assert_eq!(tenants.len(), 3, "{lines:?}");
-    let failed: Vec<_> = tenants.iter().filter(|l| l["outcome"] == "failed").collect();
+    let failed: Vec<_> = tenants
+        .iter()
+        .filter(|l| l["outcome"] == "failed")
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["tenant"], "t01");
     let summary = lines.iter().find_map(|l| l.get("summary")).unwrap();
     assert_eq!(summary["tenants"]["migrated"], 2);
-    assert_eq!(history(&env, "t00").await, vec![1, 2], "TENANTD_MIGRATIONS_DIR was read");
+    assert_eq!(
+        history(&env, "t00").await,
+        vec![1, 2],
+        "TENANTD_MIGRATIONS_DIR was read"
+    );
 
-    let status = env.command().args(["--json", "migrate", "status"]).output().unwrap();
+    let status = env
+        .command()
+        .args(["--json", "migrate", "status"])
+        .output()
+        .unwrap();
     assert!(status.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["counts"]["quarantined"], 1, "{doc}");

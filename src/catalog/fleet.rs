@@ -52,10 +52,35 @@ pub struct MigrationRecord<'a> {
 
 impl Catalog {
     /// Records a successful migration: the new version, quarantine lifted.
-    pub async fn record_migrated(&self, id: Uuid, version: Option<i32>) -> Result<(), CatalogError> {
+    ///
+    /// Committed without waiting for the WAL flush: if a crash loses it, the
+    /// catalog still says the older version, so the next run opens the
+    /// database, finds nothing pending and records it again — while the
+    /// tenant, already migrated, is served normally. (Failures, which
+    /// quarantine, are committed synchronously.)
+    pub async fn record_migrated(
+        &self,
+        id: Uuid,
+        version: Option<i32>,
+    ) -> Result<(), CatalogError> {
         const SQL: &str = "UPDATE tenants SET schema_version = $2, quarantined = false, \
              migration_error = NULL, migrated_at = now(), updated_at = now() WHERE id = $1";
-        self.client().await?.execute(SQL, &[&id, &version]).await?;
+        self.execute_unflushed(SQL, &[&id, &version]).await
+    }
+
+    /// Runs one statement in a transaction committed with
+    /// `synchronous_commit = off` (for records a crash may lose harmlessly).
+    async fn execute_unflushed(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), CatalogError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        tx.execute(sql, params).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -77,30 +102,28 @@ impl Catalog {
         Ok(())
     }
 
-    /// Adds one tenant's result to a fleet run.
+    /// Adds one tenant's result to a fleet run (an audit row, committed
+    /// without waiting for the WAL flush).
     pub async fn record_fleet_result(&self, r: &MigrationRecord<'_>) -> Result<(), CatalogError> {
         const SQL: &str = "INSERT INTO fleet_run_tenants (operation_id, tenant_id, tenant_code, outcome, \
              from_version, to_version, applied, error, elapsed_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (operation_id, tenant_id) DO NOTHING";
-        self.client()
-            .await?
-            .execute(
-                SQL,
-                &[
-                    &r.operation,
-                    &r.tenant_id,
-                    &r.tenant_code,
-                    &r.outcome,
-                    &r.from_version,
-                    &r.to_version,
-                    &r.applied,
-                    &r.error,
-                    &r.elapsed_ms,
-                ],
-            )
-            .await?;
-        Ok(())
+        self.execute_unflushed(
+            SQL,
+            &[
+                &r.operation,
+                &r.tenant_id,
+                &r.tenant_code,
+                &r.outcome,
+                &r.from_version,
+                &r.to_version,
+                &r.applied,
+                &r.error,
+                &r.elapsed_ms,
+            ],
+        )
+        .await
     }
 
     /// Merges `detail` into an operation's detail (a run's plan or progress).
@@ -115,7 +138,10 @@ impl Catalog {
     }
 
     /// The per-tenant results recorded for a fleet run, in the order they finished.
-    pub async fn fleet_run_results(&self, operation: Uuid) -> Result<Vec<FleetRunRow>, CatalogError> {
+    pub async fn fleet_run_results(
+        &self,
+        operation: Uuid,
+    ) -> Result<Vec<FleetRunRow>, CatalogError> {
         const SQL: &str = "SELECT tenant_code, outcome, from_version, to_version, applied, error, \
              finished_at FROM fleet_run_tenants WHERE operation_id = $1 ORDER BY finished_at, tenant_code";
         let rows = self.client().await?.query(SQL, &[&operation]).await?;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::Orchestrator;
 use crate::error::Error;
 use crate::fleet::{
-    FleetError, FleetStatus, Outcome, RunObserver, RunOptions, RunSummary, SetChoice,
-    TenantResult, TenantState,
+    FleetError, FleetStatus, Outcome, RunObserver, RunOptions, RunSummary, SetChoice, TenantResult,
+    TenantState,
 };
 use crate::tenant::TenantCode;
-use crate::Orchestrator;
 
 /// `tenantd migrate …`
 #[derive(Debug, Subcommand)]
@@ -211,12 +211,20 @@ fn summary_text(s: &RunSummary) -> String {
     let t = &s.tenants;
     out.push_str(&format!(
         "{}tenants: {} migrated, {} already current, {} failed, {} skipped{} in {:.1} s",
-        if s.dry_run { "DRY RUN, nothing changed. " } else { "" },
+        if s.dry_run {
+            "DRY RUN, nothing changed. "
+        } else {
+            ""
+        },
         t.migrated,
         t.current,
         t.failed,
         t.skipped,
-        if s.dry_run { format!(", {} would migrate", t.would_migrate) } else { String::new() },
+        if s.dry_run {
+            format!(", {} would migrate", t.would_migrate)
+        } else {
+            String::new()
+        },
         s.elapsed_ms as f64 / 1000.0
     ));
     if let Some(reason) = &s.stopped {
@@ -241,7 +249,10 @@ fn status_text(s: &FleetStatus) -> String {
         true => format!("{:<5} Current", version(s.template.version)),
         false => "-     Missing (built by `tenantd migrate run`)".to_owned(),
     };
-    out.push_str(&format!("{:<8} {:<28} {template}\n", "TEMPLATE", s.template.name));
+    out.push_str(&format!(
+        "{:<8} {:<28} {template}\n",
+        "TEMPLATE", s.template.name
+    ));
     out.push_str(&format!(
         "tenants: {} ({}), newest version V{}{}\n",
         s.tenants.len(),
@@ -251,7 +262,11 @@ fn status_text(s: &FleetStatus) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         s.latest,
-        if s.verified { ", verified against every database" } else { "" }
+        if s.verified {
+            ", verified against every database"
+        } else {
+            ""
+        }
     ));
     for t in s.tenants.iter().filter(|t| t.state != TenantState::Current) {
         let detail: Vec<String> = t.drift.iter().map(ToString::to_string).collect();

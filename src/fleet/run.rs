@@ -21,7 +21,8 @@ use crate::migrate::{SchemaSet, history_version};
 use crate::tenant::{Tenant, TenantStatus};
 
 /// Why tenants were not started after a failure.
-const STOPPED: &str = "not started: the run stopped after a failure (use --continue-on-error to go on)";
+const STOPPED: &str =
+    "not started: the run stopped after a failure (use --continue-on-error to go on)";
 /// Why tenants were not started after a canary failed.
 const CANARY_FAILED: &str = "not started: a canary tenant failed";
 
@@ -65,7 +66,9 @@ impl Fleet {
             ..RunSummary::default()
         };
         if options.sets.includes(SchemaSet::Auth) {
-            let auth = self.migrate_database(SchemaSet::Auth, options.dry_run).await?;
+            let auth = self
+                .migrate_database(SchemaSet::Auth, options.dry_run)
+                .await?;
             summary.databases.push(auth);
         }
         if options.dry_run || !options.sets.includes(SchemaSet::Auth) {
@@ -75,7 +78,12 @@ impl Fleet {
             true => None,
             false => Some(
                 self.catalog
-                    .start_operation(None, RUN_OPERATION_KIND, &options.actor, json!({ "options": options }))
+                    .start_operation(
+                        None,
+                        RUN_OPERATION_KIND,
+                        &options.actor,
+                        json!({ "options": options }),
+                    )
                     .await?,
             ),
         };
@@ -172,9 +180,8 @@ impl Fleet {
     ) -> Result<(), FleetError> {
         let tenants = self.select_tenants(ctx.options).await?;
         let latest = self.tenant.latest_version();
-        let (work, settled): (Vec<Tenant>, Vec<Tenant>) = tenants
-            .into_iter()
-            .partition(|t| plan(t, latest).is_none());
+        let (work, settled): (Vec<Tenant>, Vec<Tenant>) =
+            tenants.into_iter().partition(|t| plan(t, latest).is_none());
         observer.planned(work.len() + settled.len());
         if let Some(op) = ctx.operation {
             let plan = json!({ "planned": work.len() + settled.len(), "to_migrate": work.len() });
@@ -199,7 +206,9 @@ impl Fleet {
             self.execute(ctx, first, true, observer, summary).await;
             if ctx.stop.load(Ordering::SeqCst) {
                 summary.stopped = Some("a canary tenant failed".to_owned());
-                return self.skip_all(ctx, work, CANARY_FAILED, observer, summary).await;
+                return self
+                    .skip_all(ctx, work, CANARY_FAILED, observer, summary)
+                    .await;
             }
         }
         let stop_on_failure = !ctx.options.continue_on_error;
@@ -282,7 +291,12 @@ impl Fleet {
                 }
                 result
             }
-            Err(error) => failed(tenant, None, format!("cannot lock the tenant: {error}"), false),
+            Err(error) => failed(
+                tenant,
+                None,
+                format!("cannot lock the tenant: {error}"),
+                false,
+            ),
         };
         result.elapsed_ms = elapsed_ms(start);
         if result.outcome == Outcome::Failed {
@@ -306,9 +320,17 @@ impl Fleet {
             Ok(client) => client,
             Err(e) => return self.fail(ctx, &tenant, None, error_chain(&e)).await,
         };
-        match self.tenant.apply(&mut client, database, Some(tenant.role_name())).await {
+        match self
+            .tenant
+            .apply(&mut client, database, Some(tenant.role_name()))
+            .await
+        {
             Ok(applied) => {
-                if let Err(e) = self.catalog.record_migrated(tenant.id, applied.current).await {
+                if let Err(e) = self
+                    .catalog
+                    .record_migrated(tenant.id, applied.current)
+                    .await
+                {
                     let error = format!("migrated, but the catalog was not updated: {e}");
                     return failed(&tenant, applied.current, error, tenant.quarantined);
                 }
@@ -390,14 +412,22 @@ impl Fleet {
 
 /// The result of a tenant that needs no connection, or `None` when it must be migrated.
 fn plan(tenant: &Tenant, latest: i32) -> Option<TenantResult> {
-    if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
-        let reason = format!("tenant is {}: only active and suspended tenants are migrated", tenant.status);
+    if !matches!(
+        tenant.status,
+        TenantStatus::Active | TenantStatus::Suspended
+    ) {
+        let reason = format!(
+            "tenant is {}: only active and suspended tenants are migrated",
+            tenant.status
+        );
         return Some(skipped(tenant, &reason));
     }
     match tenant.schema_version {
         Some(v) if v > latest => Some(skipped(
             tenant,
-            &format!("its schema (V{v}) is newer than the migration files (V{latest}): is this tenantd older than the database?"),
+            &format!(
+                "its schema (V{v}) is newer than the migration files (V{latest}): is this tenantd older than the database?"
+            ),
         )),
         Some(v) if v == latest && !tenant.quarantined => {
             let mut result = skipped(tenant, "");

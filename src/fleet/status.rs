@@ -130,7 +130,7 @@ impl Fleet {
         let template = self.template_status().await?;
         let live = self.catalog.list(&TenantFilter::default()).await?;
         let mut tenants: Vec<TenantMigrationStatus> =
-            live.iter().map(|t| self.from_catalog(t)).collect();
+            live.iter().map(|t| self.catalog_status(t)).collect();
         if verify {
             let n = self.connections;
             let checked: Vec<_> = stream::iter(live.iter().zip(tenants.iter_mut()))
@@ -163,7 +163,10 @@ impl Fleet {
         let set = self.set(schema);
         let database = self.database_of(schema).to_owned();
         let history = match schema {
-            SchemaSet::Auth => set.history(&*self.catalog.client().await?, &database).await?,
+            SchemaSet::Auth => {
+                set.history(&*self.catalog.client().await?, &database)
+                    .await?
+            }
             _ => {
                 let client = self.server.connect(&database).await?;
                 set.history(&client, &database).await?
@@ -207,7 +210,7 @@ impl Fleet {
         })
     }
 
-    fn from_catalog(&self, tenant: &Tenant) -> TenantMigrationStatus {
+    fn catalog_status(&self, tenant: &Tenant) -> TenantMigrationStatus {
         let pending = self.tenant.pending_after(tenant.schema_version);
         let state = state_of(
             &[],

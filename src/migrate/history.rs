@@ -69,7 +69,10 @@ impl std::fmt::Display for Drift {
                 "V{version}__{name} was applied with checksum {applied}, the file now has {file}"
             ),
             Self::MissingFile { version, name } => {
-                write!(f, "V{version}__{name} is applied but missing from the files")
+                write!(
+                    f,
+                    "V{version}__{name} is applied but missing from the files"
+                )
             }
             Self::CatalogVersion { catalog, database } => write!(
                 f,
