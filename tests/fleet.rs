@@ -296,6 +296,30 @@ async fn v3_recovery(env: &TestEnv, v3: &Orchestrator) {
 }
 
 #[tokio::test]
+async fn a_template_whose_history_diverges_is_rebuilt_from_scratch() {
+    let (env, dir) = env_with_dir();
+    let v1 = env.orchestrator().await;
+    let old = v1.init().await.unwrap().template;
+    let file = dir.root.join("tenant/V1__erp_schema.sql");
+    let mut sql = std::fs::read_to_string(&file).unwrap();
+    sql.push_str("\nCREATE TABLE fleet_extra (id integer);\n");
+    std::fs::write(&file, sql).unwrap();
+    let changed = env.orchestrator().await;
+    let report = changed.init().await.unwrap();
+    assert!(report.template != old, "a changed set has a new template");
+    let tenant = changed
+        .create_tenant(NewTenant::new(env.code("fresh"), "Fresh"))
+        .await
+        .unwrap();
+    assert_eq!(tenant.schema_version, Some(1));
+    let client = changed.tenant_client(&env.code("fresh")).await.unwrap();
+    client
+        .execute("INSERT INTO fleet_extra VALUES (1)", &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn canary_failure_stops_the_run() {
     let (env, dir) = env_with_dir();
     let v1 = env.orchestrator().await;

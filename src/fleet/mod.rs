@@ -16,6 +16,7 @@
 mod report;
 mod run;
 mod status;
+mod tenant;
 
 use std::sync::Arc;
 
