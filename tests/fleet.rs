@@ -245,7 +245,7 @@ async fn v3_continue_mode(env: &TestEnv, v3: &Orchestrator) {
         .run(&opts, &ProgressTracker::default())
         .await
         .unwrap();
-    assert_eq!(summary.failed, vec![env.code("t00")]);
+    assert_eq!(summary.failed, vec![env.code("t00")], "{summary:?}");
     assert_eq!(summary.tenants.migrated, 29, "{summary:?}");
     assert!(summary.stopped.is_none());
     assert_eq!(history(env, "t01").await, vec![1, 2, 3]);
@@ -337,7 +337,7 @@ async fn canary_failure_stops_the_run() {
         .run(&opts, &ProgressTracker::default())
         .await
         .unwrap();
-    assert_eq!(summary.failed, vec![env.code("t00")]);
+    assert_eq!(summary.failed, vec![env.code("t00")], "{summary:?}");
     assert_eq!((summary.tenants.migrated, summary.tenants.skipped), (0, 3));
     assert_eq!(summary.stopped.as_deref(), Some("a canary tenant failed"));
     assert_eq!(history(&env, "t03").await, vec![1]);

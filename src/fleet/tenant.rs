@@ -1,7 +1,9 @@
 //! One tenant in a fleet run: the plan made from its catalog row alone
-//! (already current, not migratable), and its migration under its life-cycle
-//! lock with the outcome recorded in the catalog (new version, or the error
-//! and the quarantine). A tenant's failure is a result, never a run error.
+//! (already current, not migratable), and its migration under its
+//! life-cycle lock — as `pg_database_owner`, like the template's, so new
+//! objects belong to the tenant's role — with the outcome recorded in the
+//! catalog (new version, or the error and the quarantine). A tenant's
+//! failure is a result, never a run error.
 
 use std::time::Instant;
 
@@ -9,6 +11,7 @@ use super::report::elapsed_ms;
 use super::run::RunContext;
 use super::{Fleet, Outcome, TenantResult};
 use crate::catalog::MigrationRecord;
+use crate::migrate::TENANT_OBJECT_OWNER;
 use crate::tenant::{Tenant, TenantStatus};
 
 impl Fleet {
@@ -59,7 +62,7 @@ impl Fleet {
         };
         match self
             .tenant
-            .apply(&mut client, database, Some(tenant.role_name()))
+            .apply(&mut client, database, Some(TENANT_OBJECT_OWNER))
             .await
         {
             Ok(applied) => {
