@@ -126,6 +126,7 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
         .unwrap();
     v1.drop_tenant(&env.code("t29")).await.unwrap();
 
+    drop(v1);
     dir.add_tenant("V2__fleet_note.sql", V2);
     let v2 = Orchestrator::connect(env.settings()).await.unwrap();
     let status = v2.fleet().status(false).await.unwrap();
@@ -175,6 +176,7 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
     let again = v2.fleet().run(&options(4), &tracker).await.unwrap();
     assert_eq!((again.tenants.current, again.tenants.migrated), (30, 0));
 
+    drop(v2);
     dir.add_tenant("V3__vat_unique.sql", V3);
     insert_duplicate_vat(&env, "t00").await;
     let v3 = Orchestrator::connect(env.settings()).await.unwrap();
@@ -325,6 +327,7 @@ async fn canary_failure_stops_the_run() {
     let v1 = env.orchestrator().await;
     create_tenants(&v1, &env, &codes(4)).await;
     insert_duplicate_vat(&env, "t00").await;
+    drop(v1);
     dir.add_tenant("V2__vat_unique.sql", V3);
     let v2 = Orchestrator::connect(env.settings()).await.unwrap();
     let opts = RunOptions {
@@ -349,6 +352,7 @@ async fn two_concurrent_runs_apply_each_migration_once() {
     let v1 = env.orchestrator().await;
     let all = codes(6);
     create_tenants(&v1, &env, &all).await;
+    drop(v1);
     dir.add_tenant("V2__fleet_note.sql", V2);
     let a = Orchestrator::connect(env.settings()).await.unwrap();
     let b = Orchestrator::connect(env.settings()).await.unwrap();
@@ -387,6 +391,7 @@ async fn dry_run_changes_nothing() {
     let (env, dir) = env_with_dir();
     let v1 = env.orchestrator().await;
     create_tenants(&v1, &env, &codes(3)).await;
+    drop(v1);
     dir.add_tenant("V2__fleet_note.sql", V2);
     let v2 = Orchestrator::connect(env.settings()).await.unwrap();
     let databases = env.databases().await;
@@ -507,6 +512,7 @@ async fn cli_run_prints_json_lines_and_fails_when_a_tenant_fails() {
     let v1 = env.orchestrator().await;
     create_tenants(&v1, &env, &codes(3)).await;
     insert_duplicate_vat(&env, "t01").await;
+    drop(v1);
     dir.add_tenant("V2__vat_unique.sql", V3);
 
     let dry = env

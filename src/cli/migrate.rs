@@ -180,7 +180,11 @@ impl RunObserver for CliObserver {
             ),
             _ => return,
         };
-        self.bar.println(line);
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 }
 

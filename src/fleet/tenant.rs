@@ -5,7 +5,7 @@
 //! catalog (new version, or the error and the quarantine). A tenant's
 //! failure is a result, never a run error.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::report::elapsed_ms;
 use super::run::RunContext;
@@ -13,6 +13,11 @@ use super::{Fleet, Outcome, TenantResult};
 use crate::catalog::MigrationRecord;
 use crate::migrate::TENANT_OBJECT_OWNER;
 use crate::tenant::{Tenant, TenantStatus};
+
+/// Connection attempts to a tenant database before it counts as failed.
+const CONNECT_ATTEMPTS: u32 = 4;
+/// Wait before the n-th retry: n times this.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
 
 impl Fleet {
     /// Migrates one tenant under its life-cycle lock; never fails the run.
@@ -56,7 +61,7 @@ impl Fleet {
             return settled;
         }
         let database = &tenant.database_name;
-        let mut client = match self.server.connect(database).await {
+        let mut client = match self.connect_patiently(database).await {
             Ok(client) => client,
             Err(e) => return self.fail(ctx, &tenant, None, error_chain(&e)).await,
         };
@@ -88,6 +93,27 @@ impl Fleet {
                 let version = self.tenant.current_version(&mut client, database).await;
                 let version = version.ok().flatten().or(tenant.schema_version);
                 self.fail(ctx, &tenant, version, error_chain(&error)).await
+            }
+        }
+    }
+
+    /// Opens an admin connection to `database`, retrying a few times: on a
+    /// busy server a connection slot or a slow fork is a passing problem
+    /// that must not quarantine a tenant.
+    async fn connect_patiently(
+        &self,
+        database: &str,
+    ) -> Result<tokio_postgres::Client, crate::server::ServerError> {
+        let mut attempt = 0;
+        loop {
+            match self.server.connect(database).await {
+                Ok(client) => return Ok(client),
+                Err(error) if attempt + 1 < CONNECT_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(%error, attempt, "cannot connect yet; retrying");
+                    tokio::time::sleep(CONNECT_BACKOFF * attempt).await;
+                }
+                Err(error) => return Err(error),
             }
         }
     }
@@ -221,5 +247,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    // One line (PostgreSQL's DETAIL comes after a newline).
+    text.replace('\n', " ")
 }
