@@ -21,7 +21,7 @@
 //! | `TENANTD_HTTP_LIFECYCLE_CONCURRENCY` | `2` | life-cycle HTTP operations run at once (keep below the 4 admin connections) |
 //! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
 //! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
-//! | `TENANTD_MIGRATE_CONNECTIONS` | `8` | most tenant databases a fleet migration run or `--verify` opens at once (caps `--concurrency`) |
+//! | `TENANTD_MIGRATE_CONNECTIONS` | `8` | most tenant databases a fleet migration run (at most 8) or `--verify` opens at once (caps `--concurrency`) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -138,8 +138,11 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
     );
     assert!(!status.template.present, "a new set needs a new template");
 
-    let tracker = ProgressTracker::default();
-    let summary = v2.fleet().run(&options(4), &tracker).await.unwrap();
+    // Spawned, as an HTTP handler would, polling the tracker meanwhile.
+    let (fleet, tracker) = (v2.fleet(), ProgressTracker::default());
+    let polled = tracker.clone();
+    let run = tokio::spawn(async move { fleet.run(&options(4), &polled).await });
+    let summary = run.await.unwrap().unwrap();
     if let Some(code) = summary.failed.first() {
         let failed = v2.tenant(code).await.unwrap();
         panic!("{code} failed: {:?}", failed.migration_error);

@@ -36,6 +36,10 @@ use crate::tenant::TenantCode;
 /// Second key of the catalog-wide advisory lock held by a fleet run
 /// (1 is the template's).
 const FLEET_RUN_LOCK: i32 = 2;
+/// Most tenants a run migrates at once, whatever the budget: each holds an
+/// AUTH connection for its life-cycle lock and briefly needs a second one,
+/// and the catalog pool has 16 (shared with the rest of the process).
+pub const MAX_RUN_CONCURRENCY: usize = 8;
 /// Kind of the `operations` row of a fleet run.
 pub const RUN_OPERATION_KIND: &str = "migrate_run";
 
@@ -137,10 +141,11 @@ impl Fleet {
     }
 
     /// The concurrency of a run: `requested`, else twice the core count,
-    /// never more than the connection budget.
+    /// never more than the connection budget nor [`MAX_RUN_CONCURRENCY`].
     pub fn concurrency(&self, requested: Option<usize>) -> usize {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        requested.unwrap_or(2 * cores).clamp(1, self.connections)
+        let cap = self.connections.min(MAX_RUN_CONCURRENCY);
+        requested.unwrap_or(2 * cores).clamp(1, cap)
     }
 
     /// The name of the AUTH or SHARED database.

@@ -183,7 +183,8 @@ impl Fleet {
         let latest = self.tenant.latest_version();
         let (work, settled): (Vec<Tenant>, Vec<Tenant>) =
             tenants.into_iter().partition(|t| plan(t, latest).is_none());
-        observer.planned(work.len() + settled.len());
+        summary.tenants.total = work.len() + settled.len();
+        observer.planned(summary.tenants.total);
         if let Some(op) = ctx.operation {
             let plan = json!({ "planned": work.len() + settled.len(), "to_migrate": work.len() });
             self.catalog.merge_operation_detail(op, &plan).await?;
