@@ -63,8 +63,7 @@ const V2: &str = "ALTER TABLE clients ADD COLUMN fleet_note text;\n\
 /// A V3 that fails where clients share a VAT number.
 const V3: &str = "CREATE UNIQUE INDEX clients_vat_unique ON clients (vat_number);\n";
 
-/// Creates tenants two at a time (the provisioner holds two of its four
-/// admin connections per create, so four at once could starve each other).
+/// Creates tenants two at a time (gentle on a server shared by many tests).
 async fn create_tenants(orchestrator: &Orchestrator, env: &TestEnv, codes: &[String]) {
     let created: Vec<_> = stream::iter(codes)
         .map(|code| orchestrator.create_tenant(NewTenant::new(env.code(code), "Fleet test")))
