@@ -10,6 +10,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+mod fleet;
+
+pub use fleet::{FleetRunRow, MigrationRecord};
+
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
@@ -73,7 +77,7 @@ pub struct Catalog {
 }
 
 const TENANT_COLUMNS: &str = "id, code, name, region, plan, status, status_reason, admin_email, \
-     settings, database_name, schema_version, created_at, updated_at";
+     settings, database_name, schema_version, created_at, updated_at, quarantined, migration_error";
 
 impl Catalog {
     /// A catalog over a pool of AUTH connections.
@@ -405,6 +409,8 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, CatalogError> {
         settings: row.get("settings"),
         database_name: row.get("database_name"),
         schema_version: row.get("schema_version"),
+        quarantined: row.get("quarantined"),
+        migration_error: row.get("migration_error"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })

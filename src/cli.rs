@@ -11,6 +11,8 @@
 //! | 4 | conflict with the current state (already exists, wrong status) |
 //! | 5 | PostgreSQL unreachable: retry later |
 
+pub mod migrate;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +71,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Fleet migrations: status and runs across every database.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
 }
 
 /// `tenantd apikey …`
@@ -275,6 +280,7 @@ async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> 
         }
         Command::Apikey(command) => apikey(orchestrator, command, json).await,
         Command::Dev(_) | Command::Serve => Ok(()),
+        Command::Migrate(command) => migrate::migrate(orchestrator, command, json).await,
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE` | `20` / `100` / `1000` | tenant-routed requests per second by plan |
 //! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
 //! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
+//! | `TENANTD_MIGRATE_CONNECTIONS` | `8` | most tenant databases a fleet migration run (at most 8) or `--verify` opens at once (caps `--concurrency`) |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub struct Settings {
     pub tenant_pool_size: usize,
     /// Limits and secrets of the HTTP API.
     pub http: crate::http::HttpSettings,
+    /// Most tenant databases a fleet migration run or verify opens at once.
+    pub migrate_connections: usize,
 }
 
 /// Longest prefix that leaves room for `_` and a 40-character code within
@@ -124,6 +127,11 @@ impl Settings {
                 4,
             )?,
             http: crate::http::HttpSettings::from_lookup(&get)?,
+            migrate_connections: parse_count(
+                "TENANTD_MIGRATE_CONNECTIONS",
+                get("TENANTD_MIGRATE_CONNECTIONS"),
+                8,
+            )?,
         };
         settings.check_names_distinct()?;
         Ok(settings)

@@ -4,6 +4,7 @@
 use crate::catalog::CatalogError;
 use crate::config::ConfigError;
 use crate::devcluster::DevClusterError;
+use crate::fleet::FleetError;
 use crate::migrate::MigrateError;
 use crate::provision::ProvisionError;
 use crate::server::ServerError;
@@ -45,6 +46,20 @@ pub enum Error {
         /// Its status.
         status: TenantStatus,
     },
+    /// The tenant is quarantined: a fleet migration failed on it, so its
+    /// schema is older than the application expects. Refused until a later
+    /// `tenantd migrate run` succeeds (kind [`ErrorKind::Unavailable`]:
+    /// retry later, HTTP 503).
+    #[error(
+        "tenant {code} is under maintenance: its last schema migration failed ({reason}); \
+         fix it and rerun `tenantd migrate run --tenant {code}`"
+    )]
+    UnderMaintenance {
+        /// The tenant.
+        code: TenantCode,
+        /// The recorded migration error.
+        reason: String,
+    },
     /// A pooled connection could not be had.
     #[error("no connection to {database}: {reason}")]
     Connection {
@@ -62,6 +77,9 @@ pub enum Error {
     /// The HTTP server could not start or failed.
     #[error(transparent)]
     Serve(#[from] crate::http::ServeError),
+    /// A fleet migration run failed or left tenants failed.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
 }
 
 impl From<crate::legacy::LegacyError> for Error {
@@ -103,6 +121,7 @@ impl Error {
             )
             | Self::TenantUnavailable { .. } => ErrorKind::Conflict,
             Self::Server(_)
+            | Self::UnderMaintenance { .. }
             | Self::Connection { .. }
             | Self::Catalog(CatalogError::Unavailable(_))
             | Self::Provision(
@@ -119,6 +138,11 @@ impl Error {
             Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
             Self::Legacy(e) => e.kind(),
             Self::Serve(e) => e.kind(),
+            Self::Fleet(FleetError::UnknownTenant(_)) => ErrorKind::NotFound,
+            Self::Fleet(FleetError::AuthBehind { .. }) => ErrorKind::Conflict,
+            Self::Fleet(
+                FleetError::Server(_) | FleetError::Catalog(CatalogError::Unavailable(_)),
+            ) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }

@@ -26,6 +26,7 @@
 //! - [`tenant`]: the tenant as a domain value (code, region, plan, status).
 //! - [`catalog`]: every read and write of the AUTH catalog, and advisory locks.
 //! - [`migrate`]: the three migration sets and refinery runs.
+//! - [`fleet`]: fleet migrations: status, verify and runs across every tenant database.
 //! - [`template`]: the sealed template database that provisioning clones.
 //! - [`provision`]: the tenant life cycle as a persisted state machine.
 //! - [`reconcile`]: finishing or undoing interrupted life-cycle work.
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod devcluster;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod ident;
 pub mod legacy;

@@ -16,6 +16,10 @@ use tokio_postgres::Client;
 use crate::ident::quote_ident;
 use crate::secret::sha256;
 
+mod history;
+
+pub use history::{AppliedMigration, Drift, history_version, read_history};
+
 mod embedded_auth {
     refinery::embed_migrations!("migrations/auth");
 }

@@ -317,6 +317,12 @@ impl Orchestrator {
                 status: tenant.status,
             });
         }
+        if tenant.quarantined {
+            return Err(Error::UnderMaintenance {
+                code: code.clone(),
+                reason: tenant.migration_error.clone().unwrap_or_default(),
+            });
+        }
         let password = self.inner.provisioner.role_password(&tenant);
         let server = &self.inner.server;
         let pool = self.inner.tenant_pools.get_or_create(
@@ -327,6 +333,22 @@ impl Orchestrator {
         pool.get().await.map_err(|e| Error::Connection {
             database: tenant.database_name.clone(),
             reason: e.to_string(),
+        })
+    }
+
+    /// Fleet migrations: status, verify and runs across AUTH, SHARED, the
+    /// template and every tenant database.
+    pub fn fleet(&self) -> crate::fleet::Fleet {
+        let inner = &self.inner;
+        crate::fleet::Fleet::new(crate::fleet::FleetParts {
+            server: inner.server.clone(),
+            catalog: inner.catalog.clone(),
+            names: inner.names.clone(),
+            templates: inner.provisioner.templates().clone(),
+            auth: Arc::new(inner.sets.auth.clone()),
+            shared: Arc::new(inner.sets.shared.clone()),
+            tenant: inner.sets.tenant.clone(),
+            connections: inner.settings.migrate_connections,
         })
     }
 

@@ -220,6 +220,11 @@ pub struct Tenant {
     pub database_name: String,
     /// Newest tenant migration applied to its database.
     pub schema_version: Option<i32>,
+    /// A fleet migration failed on this tenant: it is refused ("under
+    /// maintenance") until a later `migrate run` succeeds.
+    pub quarantined: bool,
+    /// The last fleet migration error, cleared by a successful run.
+    pub migration_error: Option<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
