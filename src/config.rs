@@ -12,7 +12,6 @@
 //! | `TENANTD_LISTEN` | `127.0.0.1:8080` | HTTP listen address |
 //! | `TENANTD_MIGRATIONS_DIR` | built-in sets | directory with `auth/`, `shared/`, `tenant/` |
 //! | `TENANTD_DEV_DIR` | `./.tenantd` | where the embedded dev cluster lives |
-//! | `TENANTD_TENANT_POOL_SIZE` | `4` | connections per tenant pool |
 //! | `JWT_SECRET` | unset: JWTs refused | HS256 key of tenant JWTs (≥ 32 bytes) |
 //! | `TENANTD_HTTP_BODY_LIMIT` | `1048576` | largest HTTP request body, bytes |
 //! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of `POST /v1/sql` |
@@ -21,9 +20,15 @@
 //! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
 //! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
 //! | `TENANTD_MIGRATE_CONNECTIONS` | `8` | most tenant databases a fleet migration run (at most 8) or `--verify` opens at once (caps `--concurrency`) |
+//! | `TENANTD_MAX_CONNECTIONS` | ¾ of the server's `max_connections` minus its reserved slots and 25 for tenantd's admin pools, read at start | server connections all tenant pools together keep open (the global budget) |
+//! | `TENANTD_TENANT_MAX_CONNECTIONS` | `10` | server connections one tenant's pool keeps open |
+//! | `TENANTD_ACQUIRE_TIMEOUT_MS` | `5000` | how long a request waits for a connection before a retryable "busy" error |
+//! | `TENANTD_POOL_IDLE_SECS` | `300` | tenant pools (and connections) unused this long are closed |
+//! | `TENANTD_COLD_START_CONCURRENCY` | `8` | new server connections being opened at once, across all tenants |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::ident::is_plain_identifier;
 use crate::secret::MasterSecret;
@@ -73,12 +78,69 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// A directory of migration sets replacing the built-in ones.
     pub migrations_dir: Option<PathBuf>,
-    /// Connections per tenant pool.
-    pub tenant_pool_size: usize,
     /// Limits and secrets of the HTTP API.
     pub http: crate::http::HttpSettings,
     /// Most tenant databases a fleet migration run or verify opens at once.
     pub migrate_connections: usize,
+    /// Limits of the tenant connection pools.
+    pub pool: PoolSettings,
+}
+
+/// Limits of the tenant connection pools (see [`crate::pool`]).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The global budget of open tenant connections; `None`: a share of the
+    /// server's `max_connections`, read when the first connection is opened.
+    pub max_connections: Option<usize>,
+    /// Open connections one tenant may have.
+    pub tenant_max_connections: usize,
+    /// How long a request waits for a connection before failing with a retryable error.
+    pub acquire_timeout: Duration,
+    /// Pools and connections unused this long are closed.
+    pub idle: Duration,
+    /// New server connections being opened at once.
+    pub cold_start_concurrency: usize,
+}
+
+impl PoolSettings {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let max_connections = get("TENANTD_MAX_CONNECTIONS")
+            .map(|raw| parse_count("TENANTD_MAX_CONNECTIONS", Some(raw), 1))
+            .transpose()?;
+        let tenant_max_connections = parse_count(
+            "TENANTD_TENANT_MAX_CONNECTIONS",
+            get("TENANTD_TENANT_MAX_CONNECTIONS"),
+            10,
+        )?;
+        if let Some(budget) = max_connections
+            && tenant_max_connections > budget
+        {
+            return Err(ConfigError::new(
+                "TENANTD_TENANT_MAX_CONNECTIONS",
+                format!(
+                    "{tenant_max_connections} exceeds the global budget TENANTD_MAX_CONNECTIONS={budget}; \
+                     lower it or raise the budget"
+                ),
+            ));
+        }
+        let millis = parse_count(
+            "TENANTD_ACQUIRE_TIMEOUT_MS",
+            get("TENANTD_ACQUIRE_TIMEOUT_MS"),
+            5000,
+        )?;
+        let idle_secs = parse_count("TENANTD_POOL_IDLE_SECS", get("TENANTD_POOL_IDLE_SECS"), 300)?;
+        Ok(Self {
+            max_connections,
+            tenant_max_connections,
+            acquire_timeout: Duration::from_millis(millis as u64),
+            idle: Duration::from_secs(idle_secs as u64),
+            cold_start_concurrency: parse_count(
+                "TENANTD_COLD_START_CONCURRENCY",
+                get("TENANTD_COLD_START_CONCURRENCY"),
+                8,
+            )?,
+        })
+    }
 }
 
 /// Longest prefix that leaves room for `_` and a 40-character code within
@@ -121,17 +183,13 @@ impl Settings {
             secret,
             listen: parse_listen(get("TENANTD_LISTEN"))?,
             migrations_dir: get("TENANTD_MIGRATIONS_DIR").map(PathBuf::from),
-            tenant_pool_size: parse_count(
-                "TENANTD_TENANT_POOL_SIZE",
-                get("TENANTD_TENANT_POOL_SIZE"),
-                4,
-            )?,
             http: crate::http::HttpSettings::from_lookup(&get)?,
             migrate_connections: parse_count(
                 "TENANTD_MIGRATE_CONNECTIONS",
                 get("TENANTD_MIGRATE_CONNECTIONS"),
                 8,
             )?,
+            pool: PoolSettings::from_lookup(get)?,
         };
         settings.check_names_distinct()?;
         Ok(settings)
@@ -280,6 +338,10 @@ mod tests {
         assert_eq!(s.auth_db, "tenantd_auth");
         assert_eq!(s.shared_db, "tenantd_shared");
         assert_eq!(s.tenant_prefix, "tenantd");
+        assert_eq!(s.pool.max_connections, None);
+        assert_eq!(s.pool.tenant_max_connections, 10);
+        assert_eq!(s.pool.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(s.pool.idle, Duration::from_secs(300));
         assert!(matches!(
             settings(&[]).unwrap().server,
             ServerSource::DevCluster(_)
@@ -316,6 +378,23 @@ mod tests {
             (
                 &[URL, SECRET, ("DB_AUTH_NAME", "tenantd_acme")],
                 "DB_AUTH_NAME",
+            ),
+            (
+                &[URL, SECRET, ("TENANTD_MAX_CONNECTIONS", "0")],
+                "TENANTD_MAX_CONNECTIONS",
+            ),
+            (
+                &[
+                    URL,
+                    SECRET,
+                    ("TENANTD_MAX_CONNECTIONS", "4"),
+                    ("TENANTD_TENANT_MAX_CONNECTIONS", "5"),
+                ],
+                "TENANTD_TENANT_MAX_CONNECTIONS",
+            ),
+            (
+                &[URL, SECRET, ("TENANTD_ACQUIRE_TIMEOUT_MS", "soon")],
+                "TENANTD_ACQUIRE_TIMEOUT_MS",
             ),
         ];
         for (vars, variable) in cases {

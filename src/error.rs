@@ -68,6 +68,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Every connection the budget allows stayed busy for the whole acquire
+    /// timeout: retry after `retry_after` (HTTP 503 with `Retry-After`).
+    #[error("{reason}; retry in {} ms", retry_after.as_millis())]
+    Busy {
+        /// What was waited for, and which limit was full.
+        reason: String,
+        /// When a retry has a fair chance.
+        retry_after: std::time::Duration,
+    },
     /// An admin statement failed.
     #[error("PostgreSQL refused an administrative statement: {0}")]
     Db(#[from] tokio_postgres::Error),
@@ -104,6 +113,14 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// When the call may be retried: `Some` only for [`Error::Busy`].
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Busy { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -122,6 +139,7 @@ impl Error {
             | Self::TenantUnavailable { .. } => ErrorKind::Conflict,
             Self::Server(_)
             | Self::UnderMaintenance { .. }
+            | Self::Busy { .. }
             | Self::Connection { .. }
             | Self::Catalog(CatalogError::Unavailable(_))
             | Self::Provision(

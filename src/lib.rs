@@ -30,7 +30,8 @@
 //! - [`template`]: the sealed template database that provisioning clones.
 //! - [`provision`]: the tenant life cycle as a persisted state machine.
 //! - [`reconcile`]: finishing or undoing interrupted life-cycle work.
-//! - [`pool`]: per-tenant connection pools.
+//! - [`pool`]: per-tenant connection pools, the global connection budget, routing.
+//! - [`notify`]: catalog change notifications between tenantd processes.
 //! - [`orchestrator`]: [`Orchestrator`], the public entry point.
 //! - [`legacy`]: the batch steps that split the legacy monolith.
 //! - [`cli`]: the `tenantd` command line (parsing and output only).
@@ -49,6 +50,7 @@ pub mod ident;
 pub mod legacy;
 pub mod migrate;
 pub mod names;
+pub mod notify;
 pub mod orchestrator;
 pub mod pool;
 pub mod provision;
@@ -62,6 +64,7 @@ pub use catalog::TenantFilter;
 pub use config::Settings;
 pub use error::{Error, ErrorKind};
 pub use orchestrator::{InitReport, Orchestrator, TenantConnection};
+pub use pool::{PoolStats, TenantClient};
 pub use provision::{CrashPoint, ProvisionPath};
 pub use reconcile::ReconcileReport;
 pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};

@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::ident::quote_ident;
 use crate::migrate::{MigrationSet, SchemaSet};
 use crate::names::Names;
-use crate::pool::TenantPools;
+use crate::notify;
+use crate::pool::{PoolDeps, PoolStats, Pools, TenantClient};
 use crate::provision::{CrashPoint, ProvisionPath, Provisioner};
 use crate::reconcile::{ReconcileReport, reconcile};
 use crate::server::Server;
@@ -27,6 +28,8 @@ const ADMIN_POOL_SIZE: usize = 4;
 const CATALOG_POOL_SIZE: usize = 16;
 /// Read-only SHARED connections.
 const SHARED_POOL_SIZE: usize = 4;
+/// The catalog listener's dedicated AUTH connection.
+const LISTENER_CONNECTIONS: usize = 1;
 /// Who the audit log names when the library is called directly.
 const LIBRARY_ACTOR: &str = "library";
 
@@ -86,7 +89,7 @@ struct Inner {
     provisioner: Provisioner,
     sets: Sets,
     shared: Pool,
-    tenant_pools: TenantPools,
+    pools: Pools,
 }
 
 struct Sets {
@@ -135,6 +138,17 @@ impl Orchestrator {
         let mut shared_config = server.admin_config(names.shared_db());
         shared_config.options("-c default_transaction_read_only=on");
         let shared = crate::server::pool(shared_config, SHARED_POOL_SIZE)?;
+        let pools = Pools::new(PoolDeps {
+            server: server.clone(),
+            catalog: catalog.clone(),
+            secret: secret.clone(),
+            listen_config: server.admin_config(names.auth_db()),
+            settings: settings.pool.clone(),
+            admin_reserve: ADMIN_POOL_SIZE
+                + CATALOG_POOL_SIZE
+                + SHARED_POOL_SIZE
+                + LISTENER_CONNECTIONS,
+        });
         let provisioner = Provisioner::new(
             server.clone(),
             admin,
@@ -152,7 +166,7 @@ impl Orchestrator {
                 provisioner,
                 sets,
                 shared,
-                tenant_pools: TenantPools::default(),
+                pools,
             }),
         })
     }
@@ -233,7 +247,11 @@ impl Orchestrator {
 
     /// Finishes or rolls back interrupted life-cycle work.
     pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
-        Ok(reconcile(&self.inner.provisioner).await?)
+        let report = reconcile(&self.inner.provisioner).await?;
+        if !report.is_clean() {
+            self.announce(None).await;
+        }
+        Ok(report)
     }
 
     /// Creates a tenant by cloning the template (the fast path).
@@ -249,7 +267,9 @@ impl Orchestrator {
         path: ProvisionPath,
         actor: &str,
     ) -> Result<Tenant, Error> {
-        Ok(self.inner.provisioner.create(&new, path, actor).await?)
+        let tenant = self.inner.provisioner.create(&new, path, actor).await?;
+        self.status_changed(&new.code).await;
+        Ok(tenant)
     }
 
     /// The tenant with this code (the live one, else the newest gone one).
@@ -272,24 +292,67 @@ impl Orchestrator {
         code: &TenantCode,
         reason: Option<&str>,
     ) -> Result<Tenant, Error> {
-        let tenant = self
+        let result = self
             .inner
             .provisioner
             .suspend(code, reason, LIBRARY_ACTOR)
-            .await?;
-        self.inner.tenant_pools.close(code);
-        Ok(tenant)
+            .await;
+        self.after_transition(code, &result).await;
+        Ok(result?)
     }
 
     /// Resumes a suspended tenant.
     pub async fn resume_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
-        Ok(self.inner.provisioner.resume(code, LIBRARY_ACTOR).await?)
+        let result = self.inner.provisioner.resume(code, LIBRARY_ACTOR).await;
+        self.after_transition(code, &result).await;
+        Ok(result?)
     }
 
     /// Drops a tenant's database and role; the catalog keeps it as `deleted`.
     pub async fn drop_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
-        self.inner.tenant_pools.close(code);
-        Ok(self.inner.provisioner.drop(code, LIBRARY_ACTOR).await?)
+        self.inner.pools.invalidate(code).await;
+        let result = self.inner.provisioner.drop(code, LIBRARY_ACTOR).await;
+        self.after_transition(code, &result).await;
+        Ok(result?)
+    }
+
+    /// After a life-cycle step that may have changed the tenant's status:
+    /// forget its route and pool here, and tell every other process.
+    async fn after_transition(
+        &self,
+        code: &TenantCode,
+        result: &Result<Tenant, crate::provision::ProvisionError>,
+    ) {
+        use crate::provision::ProvisionError;
+        if !matches!(
+            result,
+            Err(ProvisionError::NotFound(_) | ProvisionError::WrongStatus { .. })
+        ) {
+            self.status_changed(code).await;
+        }
+    }
+
+    async fn status_changed(&self, code: &TenantCode) {
+        self.inner.pools.invalidate(code).await;
+        self.announce(Some(code)).await;
+    }
+
+    /// Publishes a catalog change to every tenantd process sharing the catalog.
+    async fn announce(&self, code: Option<&TenantCode>) {
+        let published = match self.inner.catalog.client().await {
+            Ok(client) => notify::publish(&client, code)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = published {
+            tracing::warn!(
+                tenant = code.map(TenantCode::as_str),
+                %error,
+                "could not notify other tenantd processes of a tenant change; \
+                 they will see it within a minute"
+            );
+        }
     }
 
     /// How a backend connects to the tenant's database as the tenant's role.
@@ -307,33 +370,16 @@ impl Orchestrator {
         })
     }
 
-    /// A pooled connection to the tenant's database, as the tenant's role.
-    /// Refused unless the tenant is active.
-    pub async fn tenant_client(&self, code: &TenantCode) -> Result<Object, Error> {
-        let tenant = self.tenant(code).await?;
-        if tenant.status != TenantStatus::Active {
-            return Err(Error::TenantUnavailable {
-                code: code.clone(),
-                status: tenant.status,
-            });
-        }
-        if tenant.quarantined {
-            return Err(Error::UnderMaintenance {
-                code: code.clone(),
-                reason: tenant.migration_error.clone().unwrap_or_default(),
-            });
-        }
-        let password = self.inner.provisioner.role_password(&tenant);
-        let server = &self.inner.server;
-        let pool = self.inner.tenant_pools.get_or_create(
-            code,
-            || server.role_config(&tenant.database_name, tenant.role_name(), &password),
-            self.inner.settings.tenant_pool_size,
-        )?;
-        pool.get().await.map_err(|e| Error::Connection {
-            database: tenant.database_name.clone(),
-            reason: e.to_string(),
-        })
+    /// A pooled connection to the tenant's database, as the tenant's role,
+    /// from the cached tenant pool (no catalog read once the tenant is known).
+    ///
+    /// Refused at once for a tenant that is not active (suspended, deleted,
+    /// failed…) with [`Error::TenantUnavailable`], and for an unknown code
+    /// with a not-found error. Waits at most
+    /// `TENANTD_ACQUIRE_TIMEOUT_MS` for a connection within the global
+    /// budget, then fails with the retryable [`Error::Busy`].
+    pub async fn tenant_client(&self, code: &TenantCode) -> Result<TenantClient, Error> {
+        Ok(self.inner.pools.client(code).await?)
     }
 
     /// Fleet migrations: status, verify and runs across AUTH, SHARED, the
@@ -352,16 +398,24 @@ impl Orchestrator {
         })
     }
 
-    /// A pooled, read-only (by default) admin connection to SHARED.
+    /// A pooled, read-only (by default) admin connection to SHARED; waits at
+    /// most `TENANTD_ACQUIRE_TIMEOUT_MS`, then fails with [`Error::Busy`].
     pub async fn shared_client(&self) -> Result<Object, Error> {
-        self.inner
-            .shared
-            .get()
-            .await
-            .map_err(|e| Error::Connection {
-                database: self.inner.names.shared_db().to_owned(),
-                reason: e.to_string(),
-            })
+        let database = self.inner.names.shared_db();
+        let wait = self.inner.settings.pool.acquire_timeout;
+        match tokio::time::timeout(wait, self.inner.shared.get()).await {
+            Ok(client) => client.map_err(|e| Error::Connection {
+                database: database.to_owned(),
+                reason: crate::server::error_chain(&e),
+            }),
+            Err(_) => Err(Error::Busy {
+                reason: format!(
+                    "all {SHARED_POOL_SIZE} connections to {database} stayed busy for {} ms",
+                    wait.as_millis()
+                ),
+                retry_after: std::time::Duration::from_secs(1),
+            }),
+        }
     }
 
     /// The AUTH catalog (API keys, tenant records).
@@ -383,9 +437,14 @@ impl Orchestrator {
             .ok_or_else(|| crate::provision::ProvisionError::NotFound(code.clone()).into())
     }
 
-    /// Closes every pool (at shutdown).
+    /// Counters and gauges of the tenant pools (for `/metrics`).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pools.stats()
+    }
+
+    /// Closes every pool and stops the background tasks (at shutdown).
     pub fn close(&self) {
-        self.inner.tenant_pools.close_all();
+        self.inner.pools.close();
         self.inner.shared.close();
     }
 

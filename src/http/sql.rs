@@ -8,9 +8,9 @@
 //! `TENANTD_SQL_MAX_ROWS` rows come back. A request dropped half-way (client
 //! gone) discards its connection instead of returning it mid-transaction.
 
+use crate::pool::TenantClient;
 use axum::Json;
 use axum::extract::State;
-use deadpool_postgres::Object;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -124,7 +124,7 @@ enum RunError {
 }
 
 async fn run(
-    client: &Object,
+    client: &TenantClient,
     request: &SqlRequest,
     timeout_ms: u64,
     max_rows: usize,
@@ -151,7 +151,7 @@ async fn run(
     execute(client, &statement, &params, timeout_ms, max_rows).await
 }
 
-async fn prepare(client: &Object, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+async fn prepare(client: &TenantClient, sql: &str) -> Result<Statement, tokio_postgres::Error> {
     if client.statement_cache.size() > STATEMENT_CACHE_LIMIT {
         client.statement_cache.clear();
     }
@@ -177,7 +177,7 @@ fn bind_all(statement: &Statement, params: &[Value]) -> Result<Vec<Param>, Strin
 
 /// Runs the prepared statement and COMMIT, pipelined on one round trip.
 async fn execute(
-    client: &Object,
+    client: &TenantClient,
     statement: &Statement,
     params: &[Param],
     timeout_ms: u64,
@@ -259,7 +259,7 @@ struct Envelope {
 }
 
 /// Prepares (or finds in the connection's cache) the envelope statements.
-async fn envelope(client: &Object) -> Result<Envelope, tokio_postgres::Error> {
+async fn envelope(client: &TenantClient) -> Result<Envelope, tokio_postgres::Error> {
     let (begin, timeout, commit) = futures::future::try_join3(
         client.prepare_cached("BEGIN"),
         client.prepare_cached("SELECT set_config('statement_timeout', $1, true)"),
@@ -274,7 +274,7 @@ async fn envelope(client: &Object) -> Result<Envelope, tokio_postgres::Error> {
 }
 
 /// A schema change invalidates cached plans: forget them so the next call re-prepares.
-fn forget_stale_plans(client: &Object, error: &tokio_postgres::Error) {
+fn forget_stale_plans(client: &TenantClient, error: &tokio_postgres::Error) {
     if matches!(error.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
     {
         client.statement_cache.clear();
@@ -283,10 +283,10 @@ fn forget_stale_plans(client: &Object, error: &tokio_postgres::Error) {
 
 /// Holds the pooled connection; unless released, dropping it discards the
 /// connection (a request cancelled mid-transaction must not return it).
-struct ConnectionGuard(Option<Object>);
+struct ConnectionGuard(Option<TenantClient>);
 
 impl ConnectionGuard {
-    fn client(&mut self) -> Result<&Object, ApiError> {
+    fn client(&mut self) -> Result<&TenantClient, ApiError> {
         self.0
             .as_ref()
             .ok_or_else(|| ApiError::internal(&"connection guard used after release"))
@@ -300,7 +300,7 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         if let Some(client) = self.0.take() {
-            drop(Object::take(client));
+            TenantClient::discard(client);
         }
     }
 }
