@@ -71,8 +71,8 @@ async fn create_tenants(
                     .await
             }
         })
-        // Fewer creations at once than the admin pool has connections: a create
-        // holds one admin connection while it checks the template with another.
+        // The provisioner runs at most four life-cycle operations at once;
+        // three leave room for the other tests' setup.
         .buffer_unordered(3)
         .collect()
         .await;
