@@ -578,3 +578,37 @@ async fn cli_run_prints_json_lines_and_fails_when_a_tenant_fails() {
     assert_eq!(doc["counts"]["quarantined"], 1, "{doc}");
     assert_eq!(doc["counts"]["current"], 2, "{doc}");
 }
+
+#[tokio::test]
+async fn a_quarantine_reaches_the_router_of_another_process_within_a_second() {
+    let (env, dir) = env_with_dir();
+    let v1 = env.orchestrator().await;
+    create_tenants(&v1, &env, &codes(2)).await;
+    insert_duplicate_vat(&env, "t00").await;
+    // Another process has routed to t00 already: its lookup is cached.
+    let router = Orchestrator::connect(env.settings()).await.unwrap();
+    drop(router.tenant_client(&env.code("t00")).await.unwrap());
+    drop(v1);
+    dir.add_tenant("V2__vat_unique.sql", V3);
+    let migrator = Orchestrator::connect(env.settings()).await.unwrap();
+    let summary = migrator
+        .fleet()
+        .run(&options(2), &ProgressTracker::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.failed, vec![env.code("t00")], "{summary:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match router.tenant_client(&env.code("t00")).await {
+            Err(Error::UnderMaintenance { .. }) => break,
+            other => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the other process still routes to the quarantined tenant: {:?}",
+                    other.map(|_| "a connection")
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

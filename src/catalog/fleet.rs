@@ -63,9 +63,13 @@ impl Catalog {
         id: Uuid,
         version: Option<i32>,
     ) -> Result<(), CatalogError> {
-        const SQL: &str = "UPDATE tenants SET schema_version = $2, quarantined = false, \
-             migration_error = NULL, migrated_at = now(), updated_at = now() WHERE id = $1";
-        self.execute_unflushed(SQL, &[&id, &version]).await
+        // pg_notify in the same transaction: routers in every process see the
+        // new version (and a lifted quarantine) when it commits.
+        const SQL: &str = "WITH t AS (UPDATE tenants SET schema_version = $2, quarantined = false, \
+             migration_error = NULL, migrated_at = now(), updated_at = now() WHERE id = $1 \
+             RETURNING code) SELECT pg_notify($3, code) FROM t";
+        self.execute_unflushed(SQL, &[&id, &version, &crate::notify::CHANNEL])
+            .await
     }
 
     /// Runs one statement in a transaction committed with
@@ -93,11 +97,17 @@ impl Catalog {
         error: &str,
         quarantine: bool,
     ) -> Result<(), CatalogError> {
-        const SQL: &str = "UPDATE tenants SET schema_version = COALESCE($2, schema_version), \
-             migration_error = $3, quarantined = $4, updated_at = now() WHERE id = $1";
+        // pg_notify in the same statement: every process's router learns of
+        // the quarantine when it commits, not when its cache expires.
+        const SQL: &str = "WITH t AS (UPDATE tenants SET schema_version = COALESCE($2, schema_version), \
+             migration_error = $3, quarantined = $4, updated_at = now() WHERE id = $1 \
+             RETURNING code) SELECT pg_notify($5, code) FROM t";
         self.client()
             .await?
-            .execute(SQL, &[&id, &version, &error, &quarantine])
+            .execute(
+                SQL,
+                &[&id, &version, &error, &quarantine, &crate::notify::CHANNEL],
+            )
             .await?;
         Ok(())
     }
