@@ -187,12 +187,15 @@ impl Admission {
                 Eviction::OwnIdle => return Err(PoolError::Saturated),
                 Eviction::Nothing => false,
             };
+            // After closing a connection, wait for *its* permit: evicting again
+            // on a timer, before the closed connection's task has ended, would
+            // close one connection per retry and cascade into reconnections.
             tokio::select! {
                 permit = budget.permits.clone().acquire_owned() => {
                     return permit.map_err(|_| PoolError::Closed);
                 }
                 () = &mut returned, if !evicted => {}
-                () = tokio::time::sleep(EVICTION_RETRY) => {}
+                () = tokio::time::sleep(EVICTION_RETRY), if !evicted => {}
             }
         }
     }
