@@ -29,6 +29,10 @@ use crate::tenant::TenantCode;
 /// nothing told it that one was returned.
 const EVICTION_RETRY: Duration = Duration::from_millis(20);
 
+/// How long a waiter that closed a connection waits for a permit before it
+/// closes another one.
+const EVICTED_RETRY: Duration = Duration::from_millis(250);
+
 /// Share of the server's free connection slots tenantd takes by default (¾).
 const DEFAULT_SHARE: (usize, usize) = (3, 4);
 
@@ -187,15 +191,18 @@ impl Admission {
                 Eviction::OwnIdle => return Err(PoolError::Saturated),
                 Eviction::Nothing => false,
             };
-            // After closing a connection, wait for *its* permit: evicting again
-            // on a timer, before the closed connection's task has ended, would
-            // close one connection per retry and cascade into reconnections.
+            // After closing a connection, wait for a permit much longer before
+            // closing another: the closed connection's permit is on its way,
+            // and evicting again every 20 ms while it comes back would close
+            // hot tenants' last connections in a cascade of reconnections.
+            // (It may still go to an earlier waiter: then evict again.)
+            let retry = if evicted { EVICTED_RETRY } else { EVICTION_RETRY };
             tokio::select! {
                 permit = budget.permits.clone().acquire_owned() => {
                     return permit.map_err(|_| PoolError::Closed);
                 }
                 () = &mut returned, if !evicted => {}
-                () = tokio::time::sleep(EVICTION_RETRY), if !evicted => {}
+                () = tokio::time::sleep(retry) => {}
             }
         }
     }
