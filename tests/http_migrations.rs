@@ -129,7 +129,10 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
     assert_eq!(dry["progress"]["would_migrate"], 3, "{dry}");
     let results = dry["results"].as_array().expect("results");
     assert_eq!(results.len(), 3, "{dry}");
-    assert!(results.iter().all(|r| r["outcome"] == "would_migrate"), "{dry}");
+    assert!(
+        results.iter().all(|r| r["outcome"] == "would_migrate"),
+        "{dry}"
+    );
     assert_eq!(tenant_versions(&server).await, vec![json!(1); 3]);
     assert_all_pending(&server, false).await;
 
@@ -152,7 +155,10 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
 
     let done = wait_for(&server, &location).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert!(done["actor"].as_str().unwrap().starts_with("api-key:"), "{done}");
+    assert!(
+        done["actor"].as_str().unwrap().starts_with("api-key:"),
+        "{done}"
+    );
     assert!(done["finished_at"].is_string(), "{done}");
     assert_eq!(done["detail"]["planned"], 3, "from the catalog row: {done}");
     assert_eq!(done["progress"]["migrated"], 3, "{done}");
@@ -165,7 +171,10 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
         assert_eq!(r["applied"], json!([2]), "{r}");
     }
     let row = catalog.operation(id).await.unwrap().expect("catalog row");
-    assert_eq!((row.kind.as_str(), row.status.as_str()), ("migrate_run", "succeeded"));
+    assert_eq!(
+        (row.kind.as_str(), row.status.as_str()),
+        ("migrate_run", "succeeded")
+    );
     assert_eq!(tenant_versions(&server).await, vec![json!(2); 3]);
     let (_, status) = server.admin(Method::GET, "/v1/migrations", None).await;
     assert_eq!(status["counts"]["current"], 3, "{status}");
@@ -195,7 +204,12 @@ async fn refusals(server: &TestServer, tenant_key: &str, location: &str) {
         .await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
     let response = server
-        .send(Method::GET, "/v1/operations/nope", Some(&server.admin_key), None)
+        .send(
+            Method::GET,
+            "/v1/operations/nope",
+            Some(&server.admin_key),
+            None,
+        )
         .await;
     assert_problem(response, StatusCode::BAD_REQUEST).await;
     for body in [

@@ -113,8 +113,9 @@ impl RunRequest {
             .tenants
             .iter()
             .map(|code| {
-                TenantCode::parse(code)
-                    .map_err(|e| ApiError::invalid(format!("tenants: {e}")).with("field", "tenants"))
+                TenantCode::parse(code).map_err(|e| {
+                    ApiError::invalid(format!("tenants: {e}")).with("field", "tenants")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RunOptions {
@@ -182,7 +183,9 @@ async fn start_run(
     admin: AdminCaller,
     OptionalJson(body): OptionalJson<RunRequest>,
 ) -> Result<Response, ApiError> {
-    let options = body.unwrap_or_default().validate(format!("api-key:{}", admin.key_id))?;
+    let options = body
+        .unwrap_or_default()
+        .validate(format!("api-key:{}", admin.key_id))?;
     for code in &options.tenants {
         // Unknown codes are refused now rather than failing the run later.
         state.orchestrator().tenant(code).await?;

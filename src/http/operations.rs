@@ -201,7 +201,9 @@ async fn get_operation(
     let catalog = state.orchestrator().catalog();
     let Some(row) = catalog.operation(id).await? else {
         return live.map(|run| Json(run.into())).ok_or_else(|| {
-            ApiError::not_found(format!("no operation {id}; it may belong to another deployment"))
+            ApiError::not_found(format!(
+                "no operation {id}; it may belong to another deployment"
+            ))
         });
     };
     let mut body = from_row(row);

@@ -110,7 +110,10 @@ impl RunRegistry {
     pub async fn wait(&self) {
         let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
         if !tasks.is_empty() {
-            tracing::info!(runs = tasks.len(), "waiting for fleet runs started over HTTP");
+            tracing::info!(
+                runs = tasks.len(),
+                "waiting for fleet runs started over HTTP"
+            );
         }
         while tasks.join_next().await.is_some() {}
     }
