@@ -17,9 +17,11 @@ pub use fleet::{FleetRunRow, MigrationRecord};
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
+mod operations;
 mod tenant_patch;
 
 pub use api_keys::ApiKeyRecord;
+pub use operations::OperationRow;
 pub use tenant_patch::TenantPatch;
 
 /// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
@@ -254,13 +256,8 @@ impl Catalog {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<Uuid, CatalogError> {
-        const SQL: &str = "INSERT INTO operations (id, tenant_id, tenant_code, kind, status, actor, detail) \
-             VALUES ($1, $2, $3, $4, 'running', $5, $6)";
         let id = Uuid::now_v7();
-        let (tenant_id, code) = (tenant.map(|t| t.id), tenant.map(|t| t.code.as_str()));
-        self.client()
-            .await?
-            .execute(SQL, &[&id, &tenant_id, &code, &kind, &actor, &detail])
+        self.insert_operation(id, tenant, kind, actor, detail)
             .await?;
         Ok(id)
     }

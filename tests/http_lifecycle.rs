@@ -298,6 +298,9 @@ async fn openapi_lists_every_route(server: &TestServer) {
         ("/v1/api-keys", &["post", "get"]),
         ("/v1/api-keys/{id}", &["delete"]),
         ("/v1/sql", &["post"]),
+        ("/v1/migrations", &["get"]),
+        ("/v1/migrations/run", &["post"]),
+        ("/v1/operations/{id}", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
@@ -312,6 +315,18 @@ async fn openapi_lists_every_route(server: &TestServer) {
             );
         }
     }
+    for (path, method, status) in [
+        ("/v1/migrations/run", "post", "202"),
+        ("/v1/migrations/run", "post", "422"),
+        ("/v1/migrations/run", "post", "403"),
+        ("/v1/operations/{id}", "get", "404"),
+        ("/v1/migrations", "get", "401"),
+    ] {
+        assert!(
+            paths[path][method]["responses"][status].is_object(),
+            "{method} {path}: no {status} response"
+        );
+    }
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     for name in [
         "Problem",
@@ -321,6 +336,11 @@ async fn openapi_lists_every_route(server: &TestServer) {
         "SqlResult",
         "CreateKey",
         "IssuedKey",
+        "RunRequest",
+        "RunAccepted",
+        "OperationBody",
+        "ProgressBody",
+        "TenantResultBody",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");
     }

@@ -110,6 +110,7 @@ async fn run(orchestrator: &Orchestrator, args: RunArgs, json: bool) -> Result<(
         dry_run: args.dry_run,
         quarantine: !args.no_quarantine,
         actor: "cli".to_owned(),
+        operation_id: None,
     };
     let observer = CliObserver::new(json);
     let summary = orchestrator.fleet().run(&options, &observer).await;

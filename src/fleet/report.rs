@@ -57,6 +57,12 @@ pub struct RunOptions {
     pub quarantine: bool,
     /// Who runs it (for the audit log).
     pub actor: String,
+    /// The id of the run's `operations` row, when the caller chose it
+    /// beforehand (an HTTP response names the operation before the run holds
+    /// the fleet lock); a new id otherwise. Unused by dry runs, which write
+    /// no row.
+    #[serde(skip)]
+    pub operation_id: Option<Uuid>,
 }
 
 impl Default for RunOptions {
@@ -70,6 +76,7 @@ impl Default for RunOptions {
             dry_run: false,
             quarantine: true,
             actor: "library".to_owned(),
+            operation_id: None,
         }
     }
 }

@@ -77,16 +77,7 @@ impl Fleet {
         }
         let operation = match options.dry_run {
             true => None,
-            false => Some(
-                self.catalog
-                    .start_operation(
-                        None,
-                        RUN_OPERATION_KIND,
-                        &options.actor,
-                        json!({ "options": options }),
-                    )
-                    .await?,
-            ),
+            false => Some(self.open_operation(options).await?),
         };
         let ctx = RunContext {
             options,
@@ -110,6 +101,16 @@ impl Fleet {
             self.catalog.finish_operation(op, error.as_deref()).await?;
         }
         outcome.map(|()| summary)
+    }
+
+    /// Writes the run's `operations` row, under the id the caller chose if any.
+    async fn open_operation(&self, options: &RunOptions) -> Result<Uuid, FleetError> {
+        let id = options.operation_id.unwrap_or_else(Uuid::now_v7);
+        let detail = json!({ "options": options });
+        self.catalog
+            .insert_operation(id, None, RUN_OPERATION_KIND, &options.actor, detail)
+            .await?;
+        Ok(id)
     }
 
     async fn run_sets(

@@ -133,12 +133,17 @@ impl Fleet {
             live.iter().map(|t| self.catalog_status(t)).collect();
         if verify {
             let n = self.connections;
-            let checked: Vec<_> = stream::iter(live.iter().zip(tenants.iter_mut()))
-                .map(|(tenant, status)| async move { self.verify_tenant(tenant, status).await })
+            // Owned items (not borrowed pairs) keep the future `Send` for
+            // callers that spawn it (HTTP handlers).
+            let live = &live;
+            tenants = stream::iter(tenants.into_iter().enumerate())
+                .map(|(i, mut status)| async move {
+                    self.verify_tenant(&live[i], &mut status).await;
+                    status
+                })
                 .buffered(n)
                 .collect()
                 .await;
-            drop(checked);
         }
         let mut counts = std::collections::BTreeMap::new();
         for t in &tenants {

@@ -9,7 +9,8 @@
 //! to the real server.
 //!
 //! One file per resource: [`tenants`], [`api_keys`], [`sql`], [`health`],
-//! [`metrics`], [`openapi`]; [`auth`] (who is calling), [`error`] (every
+//! [`metrics`], [`openapi`], [`migrations`] and [`operations`] (fleet runs
+//! in flight: [`runs`]); [`auth`] (who is calling), [`error`] (every
 //! failure as problem+json), [`extract`] (rejections as problem+json).
 
 pub mod api_keys;
@@ -19,8 +20,11 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
+pub mod migrations;
 pub mod openapi;
+pub mod operations;
 pub mod ratelimit;
+pub mod runs;
 pub mod serve;
 pub mod settings;
 pub mod sql;
@@ -89,6 +93,7 @@ pub struct Application {
     router: Router,
     orchestrator: Orchestrator,
     bootstrap_key: Option<String>,
+    runs: runs::RunRegistry,
 }
 
 impl Application {
@@ -110,6 +115,7 @@ impl Application {
         let state = AppState::new(orchestrator.clone(), orchestrator.settings().http.clone());
         Ok(Self {
             listener,
+            runs: state.runs().clone(),
             router: router(state),
             orchestrator,
             bootstrap_key,
@@ -134,7 +140,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, finishes the
-    /// requests in flight and closes the pools.
+    /// requests in flight, waits for the fleet runs started over HTTP to end
+    /// (so their operations are closed) and closes the pools.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -142,6 +149,7 @@ impl Application {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        self.runs.wait().await;
         self.orchestrator.close();
         served.map_err(|e| ServeError::Serve(e).into())
     }
@@ -169,6 +177,8 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(tenants::router())
         .merge(api_keys::router())
+        .merge(migrations::router())
+        .merge(operations::router())
         .merge(sql::router())
         .merge(health::router())
         .merge(metrics::router())

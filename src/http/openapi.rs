@@ -25,6 +25,7 @@ use super::error::Problem;
     tags(
         (name = "tenants", description = "Tenant life cycle (admin API key)"),
         (name = "api-keys", description = "API keys (admin API key)"),
+        (name = "migrations", description = "Fleet migrations and operations (admin API key)"),
         (name = "tenant", description = "Tenant-routed routes (tenant API key or JWT)"),
         (name = "ops", description = "Probes, metrics and this document"),
     )

@@ -1,6 +1,6 @@
 //! [`AppState`]: the handles every handler shares — the orchestrator, the
 //! HTTP settings, the API key and JWT verifiers' caches, the per-tenant rate
-//! limiters and the idempotency store. Callers never see a lock.
+//! limiters, the idempotency store and the fleet runs started over HTTP. Callers never see a lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::idempotency::IdempotencyStore;
 use super::ratelimit::RateLimits;
+use super::runs::RunRegistry;
 use super::settings::HttpSettings;
 use crate::Orchestrator;
 use crate::catalog::ApiKeyRecord;
@@ -34,6 +35,7 @@ struct Inner {
     tenant_ids: Cache<Uuid, (TenantCode, Plan)>,
     limits: RateLimits,
     idempotency: IdempotencyStore,
+    runs: RunRegistry,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
                     .build(),
                 limits: RateLimits::new(settings.rate_per_plan),
                 idempotency: IdempotencyStore::default(),
+                runs: RunRegistry::default(),
                 settings,
             }),
         }
@@ -76,6 +79,11 @@ impl AppState {
     /// The idempotency store of `POST /v1/tenants`.
     pub fn idempotency(&self) -> &IdempotencyStore {
         &self.inner.idempotency
+    }
+
+    /// The fleet runs started over HTTP by this process.
+    pub fn runs(&self) -> &RunRegistry {
+        &self.inner.runs
     }
 
     /// The unrevoked key with this hash, from the cache or the catalog.

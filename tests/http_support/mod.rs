@@ -48,25 +48,35 @@ impl TestServer {
             .await
             .expect("server builds");
         let admin_key = app.bootstrap_key().expect("bootstrap key").to_owned();
-        let base = format!("http://{}", app.local_addr().expect("bound"));
-        let orchestrator = app.orchestrator().clone();
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            app.run_until(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
-        });
+        let (base, orchestrator, shutdown, task) = launch(app);
         Self {
             base,
             admin_key,
             http: reqwest::Client::new(),
             orchestrator,
-            shutdown: Some(tx),
+            shutdown: Some(shutdown),
             task: Some(task),
             env,
         }
+    }
+
+    /// Stops the server gracefully and starts a new one over the same
+    /// environment (e.g. after its migrations dir changed); the admin key stays.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        let app = Application::build(self.env.settings())
+            .await
+            .expect("server rebuilds");
+        let (base, orchestrator, shutdown, task) = launch(app);
+        self.base = base;
+        self.orchestrator = orchestrator;
+        self.shutdown = Some(shutdown);
+        self.task = Some(task);
     }
 
     /// Sends a request with an optional bearer token and JSON body.
@@ -160,6 +170,29 @@ impl Drop for TestServer {
         }
         self.orchestrator.close();
     }
+}
+
+/// Serves `app` on a task; returns its base URL, orchestrator, shutdown
+/// trigger and task.
+fn launch(
+    app: Application,
+) -> (
+    String,
+    tenantd::Orchestrator,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let base = format!("http://{}", app.local_addr().expect("bound"));
+    let orchestrator = app.orchestrator().clone();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    (base, orchestrator, tx, task)
 }
 
 /// Status and JSON body of a response.
