@@ -196,7 +196,11 @@ impl Admission {
             // and evicting again every 20 ms while it comes back would close
             // hot tenants' last connections in a cascade of reconnections.
             // (It may still go to an earlier waiter: then evict again.)
-            let retry = if evicted { EVICTED_RETRY } else { EVICTION_RETRY };
+            let retry = if evicted {
+                EVICTED_RETRY
+            } else {
+                EVICTION_RETRY
+            };
             tokio::select! {
                 permit = budget.permits.clone().acquire_owned() => {
                     return permit.map_err(|_| PoolError::Closed);
