@@ -39,6 +39,17 @@ pub struct TenantManager {
     admission: Arc<Admission>,
     counters: Arc<Counters>,
     open: Arc<AtomicUsize>,
+    /// Connections of this tenant being opened right now.
+    opening: AtomicUsize,
+}
+
+/// Counts a connection being opened while it lives.
+struct Opening<'a>(&'a AtomicUsize);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for TenantManager {
@@ -55,7 +66,12 @@ impl managed::Manager for TenantManager {
     type Error = PoolError;
 
     async fn create(&self) -> Result<PooledConnection, PoolError> {
-        let open = self.open.load(Ordering::Relaxed);
+        // Connections being opened count as open: when several first requests
+        // of a tenant arrive together, only one makes room in a full budget;
+        // the others wait for that connection instead of evicting more.
+        let opening = self.opening.fetch_add(1, Ordering::Relaxed);
+        let _opening = Opening(&self.opening);
+        let open = self.open.load(Ordering::Relaxed) + opening;
         let permit = self
             .admission
             .admit(&self.code, open, &self.counters)
@@ -255,6 +271,7 @@ impl TenantPool {
             admission,
             counters: counters.clone(),
             open: open.clone(),
+            opening: AtomicUsize::new(0),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(spec.max_size)
