@@ -82,7 +82,7 @@ impl managed::Manager for TenantManager {
         }
         let held = HeldConnection {
             connection,
-            _permit: permit,
+            _permit: RetiringPermit(Some(permit)),
             _open: OpenConnection::new(self.counters.clone()),
         };
         Ok(PooledConnection {
@@ -137,8 +137,32 @@ impl TenantManager {
 /// drop in order, so the socket is closed before the budget permit is given back.
 struct HeldConnection {
     connection: Connection<Socket, NoTlsStream>,
-    _permit: OwnedSemaphorePermit,
+    _permit: RetiringPermit,
     _open: OpenConnection,
+}
+
+/// How long a closed connection's budget permit stays taken: the server
+/// retires a backend a moment after its socket closes, and a new connection
+/// admitted before that would briefly put one more tenant connection on the
+/// server than the budget allows.
+const BACKEND_RETIRE_DELAY: Duration = Duration::from_millis(5);
+
+/// A budget permit given back [`BACKEND_RETIRE_DELAY`] after it is dropped.
+struct RetiringPermit(Option<OwnedSemaphorePermit>);
+
+impl Drop for RetiringPermit {
+    fn drop(&mut self) {
+        let Some(permit) = self.0.take() else {
+            return;
+        };
+        // Outside a runtime (process exit) the permit simply goes back now.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(BACKEND_RETIRE_DELAY).await;
+                drop(permit);
+            });
+        }
+    }
 }
 
 impl HeldConnection {
