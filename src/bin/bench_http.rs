@@ -51,7 +51,8 @@ async fn run(url: &str, prefix: &str) -> Result<()> {
         ("DB_SHARED_NAME", format!("{prefix}_shared")),
         ("DB_TENANT_PREFIX", prefix.to_owned()),
         ("TENANTD_LISTEN", "127.0.0.1:0".to_owned()),
-        ("TENANTD_TENANT_POOL_SIZE", "1".to_owned()),
+        ("TENANTD_TENANT_MAX_CONNECTIONS", "1".to_owned()),
+        ("TENANTD_MAX_CONNECTIONS", "60".to_owned()),
         ("TENANTD_RATE_ENTERPRISE", "1000000".to_owned()),
     ]
     .into_iter()
