@@ -34,6 +34,7 @@
 //! - [`notify`]: catalog change notifications between tenantd processes.
 //! - [`orchestrator`]: [`Orchestrator`], the public entry point.
 //! - [`legacy`]: the batch steps that split the legacy monolith.
+//! - [`purge`]: dropping what a benchmark or test made under a throw-away prefix.
 //! - [`cli`]: the `tenantd` command line (parsing and output only).
 //! - [`apikey`]: API keys as values (scope, generation, SHA-256 hashing).
 //! - [`http`]: the HTTP API (`tenantd serve`): router, auth, problem+json errors, OpenAPI.
@@ -54,6 +55,7 @@ pub mod notify;
 pub mod orchestrator;
 pub mod pool;
 pub mod provision;
+pub mod purge;
 pub mod reconcile;
 pub mod secret;
 pub mod server;

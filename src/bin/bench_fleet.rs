@@ -306,48 +306,20 @@ impl Bench {
             return;
         };
         let start = Instant::now();
-        let pattern = format!("{}_", self.prefix);
-        let dbs = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                &[&pattern],
-            )
-            .await
-            .unwrap_or_default();
-        for row in &dbs {
-            let name = quote_ident(row.get(0));
-            let _ = admin
-                .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
-                .await;
-            if let Err(e) = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-            {
-                eprintln!("cleanup: cannot drop database {name}: {e}");
+        match tenantd::purge::purge_prefix(&admin, &self.prefix).await {
+            Ok(purged) => {
+                for failure in &purged.failures {
+                    eprintln!("cleanup: cannot drop {failure}");
+                }
+                println!(
+                    "cleanup: dropped {} databases and {} roles in {:.1} s",
+                    purged.databases,
+                    purged.roles,
+                    secs(start.elapsed())
+                );
             }
+            Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
         }
-        let roles = admin
-            .query(
-                "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
-                &[&pattern],
-            )
-            .await
-            .unwrap_or_default();
-        for row in &roles {
-            let name = quote_ident(row.get(0));
-            if let Err(e) = admin
-                .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-                .await
-            {
-                eprintln!("cleanup: cannot drop role {name}: {e}");
-            }
-        }
-        println!(
-            "cleanup: dropped {} databases and {} roles in {:.1} s",
-            dbs.len(),
-            roles.len(),
-            secs(start.elapsed())
-        );
     }
 }
 

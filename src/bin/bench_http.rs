@@ -312,41 +312,12 @@ async fn drop_prefixed(url: &str, prefix: &str) {
         return;
     };
     tokio::spawn(connection);
-    let pattern = format!("{prefix}_");
-    let databases = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in databases {
-        let name = tenantd::ident::quote_ident(row.get(0));
-        let _ = admin
-            .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
-            .await;
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-        {
-            eprintln!("cleanup: cannot drop database {name}: {e}");
+    match tenantd::purge::purge_prefix(&admin, prefix).await {
+        Ok(purged) => {
+            for failure in purged.failures {
+                eprintln!("cleanup: cannot drop {failure}");
+            }
         }
+        Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
     }
-    let roles = admin
-        .query(
-            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in roles {
-        let name = tenantd::ident::quote_ident(row.get(0));
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
-            .await
-        {
-            eprintln!("cleanup: cannot drop role {name}: {e}");
-        }
-    }
-    println!("cleaned up prefix {prefix}");
 }

@@ -236,44 +236,12 @@ async fn cleanup(bench: &Bench) {
         );
         return;
     };
-    let pattern = format!("{}_", bench.prefix);
-    let dbs = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in dbs {
-        let name: String = row.get(0);
-        let q = tenantd::ident::quote_ident(&name);
-        let _ = admin
-            .batch_execute(&format!("ALTER DATABASE {q} WITH IS_TEMPLATE false"))
-            .await;
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {q} WITH (FORCE)"))
-            .await
-        {
-            eprintln!("cleanup: cannot drop database {name}: {e}");
+    match tenantd::purge::purge_prefix(&admin, &bench.prefix).await {
+        Ok(purged) => {
+            for failure in purged.failures {
+                eprintln!("cleanup: cannot drop {failure}");
+            }
         }
-    }
-    let roles = admin
-        .query(
-            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in roles {
-        let name: String = row.get(0);
-        if let Err(e) = admin
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS {}",
-                tenantd::ident::quote_ident(&name)
-            ))
-            .await
-        {
-            eprintln!("cleanup: cannot drop role {name}: {e}");
-        }
+        Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
     }
 }

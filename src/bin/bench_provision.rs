@@ -96,36 +96,9 @@ fn ms(d: Duration) -> f64 {
 async fn drop_prefixed(url: &str, prefix: &str) -> Result<()> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);
-    let pattern = format!("{prefix}_");
-    for row in client
-        .query(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-            &[&pattern],
-        )
-        .await?
-    {
-        let name = tenantd::ident::quote_ident(row.get(0));
-        client
-            .batch_execute(&format!("ALTER DATABASE {name} WITH IS_TEMPLATE false"))
-            .await?;
-        // DROP DATABASE cannot share a multi-statement batch (implicit transaction).
-        client
-            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await?;
-    }
-    for row in client
-        .query(
-            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
-            &[&pattern],
-        )
-        .await?
-    {
-        client
-            .batch_execute(&format!(
-                "DROP ROLE {}",
-                tenantd::ident::quote_ident(row.get(0))
-            ))
-            .await?;
+    let purged = tenantd::purge::purge_prefix(&client, prefix).await?;
+    for failure in purged.failures {
+        eprintln!("cleanup: cannot drop {failure}");
     }
     Ok(())
 }

@@ -151,45 +151,13 @@ pub async fn drop_prefixed(prefix: &str) {
     let Ok(admin) = connect_config(&server_url().parse().expect("test URL")).await else {
         return;
     };
-    let pattern = format!("{prefix}_");
-    let dbs = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in dbs {
-        let name: String = row.get(0);
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        let _ = admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {quoted} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"
-            ))
-            .await;
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-            .await
-        {
-            eprintln!("cleanup: cannot drop database {name}: {e}");
+    match tenantd::purge::purge_prefix(&admin, prefix).await {
+        Ok(purged) => {
+            for failure in purged.failures {
+                eprintln!("cleanup: cannot drop {failure}");
+            }
         }
-    }
-    let roles = admin
-        .query(
-            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)",
-            &[&pattern],
-        )
-        .await
-        .unwrap_or_default();
-    for row in roles {
-        let name: String = row.get(0);
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {quoted}"))
-            .await
-        {
-            eprintln!("cleanup: cannot drop role {name}: {e}");
-        }
+        Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
     }
 }
 
