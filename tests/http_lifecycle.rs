@@ -339,7 +339,7 @@ async fn openapi_lists_every_route(server: &TestServer) {
         "RunRequest",
         "RunAccepted",
         "OperationBody",
-        "ProgressBody",
+        "RunProgress",
         "TenantResultBody",
     ] {
         assert!(schemas.contains_key(name), "schema {name} missing");

@@ -155,8 +155,10 @@ pub struct TemplateResult {
     pub built: bool,
 }
 
-/// Live counts of a run, for a progress bar or an HTTP poll.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Live counts of a run, for a progress bar or an HTTP poll (and, read
+/// back from a finished run's recorded summary, for another process).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default)]
 pub struct RunProgress {
     /// Tenants in the plan.
     pub total: usize,

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,44 +50,10 @@ pub struct OperationBody {
     #[schema(value_type = Object)]
     pub detail: Value,
     /// Tenant counts of a fleet run.
-    pub progress: Option<ProgressBody>,
+    pub progress: Option<RunProgress>,
     /// Per-tenant results of a fleet run, in the order they finished
     /// (tenants already current are counted, not listed).
     pub results: Option<Vec<TenantResultBody>>,
-}
-
-/// Tenant counts of a fleet run.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
-pub struct ProgressBody {
-    /// Tenants in the plan.
-    pub total: usize,
-    /// Tenants finished (any outcome).
-    pub done: usize,
-    /// Migrated.
-    pub migrated: usize,
-    /// Already current.
-    pub current: usize,
-    /// Failed (they keep their previous schema).
-    pub failed: usize,
-    /// Skipped (not migratable, or the run stopped).
-    pub skipped: usize,
-    /// Dry run: would be migrated.
-    pub would_migrate: usize,
-}
-
-impl From<RunProgress> for ProgressBody {
-    fn from(p: RunProgress) -> Self {
-        Self {
-            total: p.total,
-            done: p.done,
-            migrated: p.migrated,
-            current: p.current,
-            failed: p.failed,
-            skipped: p.skipped,
-            would_migrate: p.would_migrate,
-        }
-    }
 }
 
 /// One tenant's result in a fleet run.
@@ -165,7 +131,7 @@ impl From<RunView> for OperationBody {
             finished_at: run.finished_at,
             error,
             detail,
-            progress: Some(run.progress.into()),
+            progress: Some(run.progress.clone()),
             results: Some(results.into_iter().map(Into::into).collect()),
         }
     }
@@ -210,7 +176,7 @@ async fn get_operation(
     if body.kind == RUN_OPERATION_KIND {
         let results = catalog.fleet_run_results(id).await?;
         body.progress = Some(match live {
-            Some(run) => run.progress.into(),
+            Some(run) => run.progress.clone(),
             None => recorded_progress(&body.detail, &results),
         });
         body.results = Some(results.into_iter().map(Into::into).collect());
@@ -237,14 +203,14 @@ fn from_row(row: OperationRow) -> OperationBody {
 /// Counts of a run this process does not hold: the summary once it ended,
 /// else the plan and the results recorded so far (current tenants are not
 /// recorded one by one, so `done` lags until the end).
-fn recorded_progress(detail: &Value, results: &[FleetRunRow]) -> ProgressBody {
+fn recorded_progress(detail: &Value, results: &[FleetRunRow]) -> RunProgress {
     if let Some(tenants) = detail.pointer("/summary/tenants") {
         return serde_json::from_value(tenants.clone()).unwrap_or_default();
     }
-    let mut progress = ProgressBody {
+    let mut progress = RunProgress {
         total: detail["planned"].as_u64().unwrap_or(0) as usize,
         done: results.len(),
-        ..ProgressBody::default()
+        ..RunProgress::default()
     };
     for r in results {
         match r.outcome.as_str() {
