@@ -93,8 +93,8 @@ struct Inner {
 }
 
 struct Sets {
-    auth: MigrationSet,
-    shared: MigrationSet,
+    auth: Arc<MigrationSet>,
+    shared: Arc<MigrationSet>,
     tenant: Arc<MigrationSet>,
 }
 
@@ -123,8 +123,8 @@ impl Orchestrator {
         })?;
         let dir = settings.migrations_dir.as_deref();
         let sets = Sets {
-            auth: MigrationSet::load(SchemaSet::Auth, dir)?,
-            shared: MigrationSet::load(SchemaSet::Shared, dir)?,
+            auth: Arc::new(MigrationSet::load(SchemaSet::Auth, dir)?),
+            shared: Arc::new(MigrationSet::load(SchemaSet::Shared, dir)?),
             tenant: Arc::new(MigrationSet::load(SchemaSet::Tenant, dir)?),
         };
         let server = Server::new(admin_config);
@@ -391,8 +391,8 @@ impl Orchestrator {
             catalog: inner.catalog.clone(),
             names: inner.names.clone(),
             templates: inner.provisioner.templates().clone(),
-            auth: Arc::new(inner.sets.auth.clone()),
-            shared: Arc::new(inner.sets.shared.clone()),
+            auth: inner.sets.auth.clone(),
+            shared: inner.sets.shared.clone(),
             tenant: inner.sets.tenant.clone(),
             connections: inner.settings.migrate_connections,
         })
