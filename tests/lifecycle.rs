@@ -96,3 +96,59 @@ async fn create_suspend_resume_drop() {
         .unwrap();
     assert_eq!(all.len(), 1);
 }
+
+/// A connection lost in the middle of a life-cycle statement is a
+/// retryable `Unavailable` (exit 5, HTTP 503), not an internal error.
+#[tokio::test]
+async fn a_connection_lost_mid_statement_is_unavailable() {
+    let env = TestEnv::new();
+    let orchestrator = env.orchestrator().await;
+    let code = env.code("lost");
+    orchestrator
+        .create_tenant(NewTenant::new(code.clone(), "Lost"))
+        .await
+        .unwrap();
+    let role = format!("{}_lost", env.prefix);
+    // Hold the role's catalog row, so tenantd's ALTER ROLE waits on it.
+    let mut blocker = env.admin().await;
+    let holding = blocker.transaction().await.unwrap();
+    holding
+        .batch_execute(&format!("ALTER ROLE \"{role}\" CONNECTION LIMIT 5"))
+        .await
+        .unwrap();
+    let suspend = tokio::spawn({
+        let orchestrator = orchestrator.clone();
+        let code = code.clone();
+        async move { orchestrator.suspend_tenant(&code, None).await }
+    });
+    let admin = env.admin().await;
+    let waiting = wait_for_lock_waiter(&admin, &role).await;
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&waiting])
+        .await
+        .unwrap();
+    let result = suspend.await.unwrap();
+    holding.rollback().await.unwrap();
+    let err = result.expect_err("its connection was lost");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
+
+/// The pid of the backend waiting on a lock while running a statement that
+/// names `role`.
+async fn wait_for_lock_waiter(admin: &tokio_postgres::Client, role: &str) -> i32 {
+    for _ in 0..200 {
+        let row = admin
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND strpos(query, $1) > 0 AND pid <> pg_backend_pid() LIMIT 1",
+                &[&role],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no statement on {role} ever waited for its lock");
+}
