@@ -12,7 +12,7 @@ COPY . .
 # the binary is copied out of the cache mount inside the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked --bin tenantd \
     && install -D -m 0755 target/release/tenantd /out/tenantd
 
 # ---- runtime ---------------------------------------------------------------

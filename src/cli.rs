@@ -24,7 +24,9 @@ use crate::devcluster::DevCluster;
 use crate::error::{Classify, Error, ErrorKind};
 use crate::http::ServeError;
 use crate::legacy::LegacyError;
-use crate::provision::{CrashPoint, ProvisionPath};
+#[cfg(feature = "testing")]
+use crate::provision::CrashPoint;
+use crate::provision::ProvisionPath;
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};
 use crate::{Orchestrator, TenantFilter};
 
@@ -41,8 +43,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Testing only: abort the process at this life-cycle step
-    /// (after_role, after_database, after_mark_deleting, after_drop_database).
+    /// Testing only (feature `testing`): abort the process at this life-cycle
+    /// step (after_role, after_database, after_mark_deleting, after_drop_database).
+    #[cfg(feature = "testing")]
     #[arg(long, global = true, env = "TENANTD_CRASH_AT", hide = true)]
     pub crash_at: Option<String>,
     /// What to do.
@@ -262,7 +265,9 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
     if let Command::Serve = &cli.command {
         return Ok(crate::http::serve::serve(settings, cli.json).await?);
     }
-    let crash_at = match cli.crash_at.as_deref() {
+    let orchestrator = Orchestrator::connect(settings).await?;
+    #[cfg(feature = "testing")]
+    let orchestrator = orchestrator.with_crash_point(match cli.crash_at.as_deref() {
         Some(text) => Some(
             CrashPoint::parse(text).ok_or_else(|| crate::config::ConfigError {
                 variable: "TENANTD_CRASH_AT",
@@ -270,10 +275,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
             })?,
         ),
         None => None,
-    };
-    let orchestrator = Orchestrator::connect(settings)
-        .await?
-        .with_crash_point(crash_at);
+    });
     let result = dispatch(&orchestrator, cli.command, cli.json).await;
     orchestrator.close();
     result

@@ -34,7 +34,7 @@
 //! - [`notify`]: catalog change notifications between tenantd processes.
 //! - [`orchestrator`]: [`Orchestrator`], the public entry point.
 //! - [`legacy`]: the batch steps that split the legacy monolith.
-//! - [`purge`]: dropping what a benchmark or test made under a throw-away prefix.
+//! - `purge` (feature `testing`): dropping what a benchmark or test made under a throw-away prefix.
 //! - [`cli`]: the `tenantd` command line (parsing and output only).
 //! - [`apikey`]: API keys as values (scope, generation, SHA-256 hashing).
 //! - [`http`]: the HTTP API (`tenantd serve`): router, auth, problem+json errors, OpenAPI.
@@ -57,6 +57,7 @@ pub mod orchestrator;
 pub mod pg_error;
 pub mod pool;
 pub mod provision;
+#[cfg(feature = "testing")]
 pub mod purge;
 pub mod reconcile;
 pub mod secret;
@@ -70,6 +71,8 @@ pub use config::Settings;
 pub use error::{Error, ErrorKind};
 pub use orchestrator::{InitReport, Orchestrator, TenantConnection, TenantConnectionCounts};
 pub use pool::{PoolStats, TenantClient};
-pub use provision::{CrashPoint, ProvisionPath};
+#[cfg(feature = "testing")]
+pub use provision::CrashPoint;
+pub use provision::ProvisionPath;
 pub use reconcile::ReconcileReport;
 pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};

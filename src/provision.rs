@@ -100,7 +100,9 @@ pub enum ProvisionPath {
     Migrate,
 }
 
-/// Where a process may be made to die, to test that the reconciler copes.
+/// Where a process may be made to die, to test that the reconciler copes
+/// (feature `testing` only: the shipped binary has no abort hook).
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// During create, after the role exists.
@@ -113,6 +115,7 @@ pub enum CrashPoint {
     AfterDropDatabase,
 }
 
+#[cfg(feature = "testing")]
 impl CrashPoint {
     /// Parses `after_role`, `after_database`, `after_mark_deleting`, `after_drop_database`.
     pub fn parse(text: &str) -> Option<Self> {
@@ -137,6 +140,7 @@ pub struct Provisioner {
     tenant_set: Arc<MigrationSet>,
     templates: TemplateKeeper,
     operations: Arc<Semaphore>,
+    #[cfg(feature = "testing")]
     crash_at: Option<CrashPoint>,
 }
 
@@ -187,6 +191,7 @@ impl Provisioner {
             tenant_set,
             templates,
             operations: Arc::new(Semaphore::new(MAX_CONCURRENT_OPERATIONS)),
+            #[cfg(feature = "testing")]
             crash_at: None,
         }
     }
@@ -222,6 +227,7 @@ impl Provisioner {
     }
 
     /// Makes the process abort at `point` (crash-safety tests only).
+    #[cfg(feature = "testing")]
     pub fn crash_at(&mut self, point: Option<CrashPoint>) {
         self.crash_at = point;
     }
@@ -236,6 +242,7 @@ impl Provisioner {
         self.secret.role_password(tenant.id)
     }
 
+    #[cfg(feature = "testing")]
     fn maybe_crash(&self, point: CrashPoint) {
         if self.crash_at == Some(point) {
             tracing::error!(?point, "crash point reached: aborting the process");
@@ -342,6 +349,7 @@ impl Provisioner {
                  PASSWORD {password} IN ROLE {reader}"
             ))
             .await?;
+        #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterRole);
         let source = match template {
             Some(template) => format!("TEMPLATE {} STRATEGY WAL_LOG", quote_ident(template)),
@@ -355,6 +363,7 @@ impl Provisioner {
                 "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC"
             ))
             .await?;
+        #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterDatabase);
         if template.is_some() {
             // The template's objects belong to pg_database_owner, which in the
@@ -398,6 +407,7 @@ impl Provisioner {
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .await?;
+        #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterDropDatabase);
         admin
             .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
@@ -526,6 +536,7 @@ impl Provisioner {
             self.catalog
                 .set_status(tenant.id, TenantStatus::Deleting, None)
                 .await?;
+            #[cfg(feature = "testing")]
             self.maybe_crash(CrashPoint::AfterMarkDeleting);
             self.finish_drop(&tenant).await?;
             self.catalog.finish_operation(op, None).await?;

@@ -44,7 +44,8 @@ pub enum LegacyCommand {
         /// The config.
         #[command(flatten)]
         config: ConfigArg,
-        /// Testing only: abort after this many tables are copied.
+        /// Testing only (feature `testing`): abort after this many tables are copied.
+        #[cfg(feature = "testing")]
         #[arg(long, env = "TENANTD_LEGACY_CRASH_AFTER", hide = true)]
         crash_after_tables: Option<usize>,
     },
@@ -107,10 +108,12 @@ pub async fn execute(
         }
         LegacyCommand::Run {
             config,
+            #[cfg(feature = "testing")]
             crash_after_tables,
         } => {
             let options = super::run::RunOptions {
                 progress,
+                #[cfg(feature = "testing")]
                 crash_after_tables,
             };
             run(orchestrator, &load(&config)?, &options, json).await?;

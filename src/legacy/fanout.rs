@@ -167,9 +167,13 @@ async fn copy_tenant(
             .await
             .map_err(LegacyError::db(format!("commit {} of {code}", plan.table)))?;
         tracing::debug!(table = %plan.table, rows, elapsed_us = started.elapsed().as_micros(), "table copied");
-        let copied = ctx.copied.fetch_add(1, Ordering::SeqCst) + 1;
-        if ctx.options.crash_after_tables.is_some_and(|n| copied >= n) {
-            tracing::error!(copied, "legacy crash point reached: aborting the process");
+        let _copied = ctx.copied.fetch_add(1, Ordering::SeqCst) + 1;
+        #[cfg(feature = "testing")]
+        if ctx.options.crash_after_tables.is_some_and(|n| _copied >= n) {
+            tracing::error!(
+                copied = _copied,
+                "legacy crash point reached: aborting the process"
+            );
             std::process::abort();
         }
         ctx.progress

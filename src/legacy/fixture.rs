@@ -1,6 +1,8 @@
 //! A generated TopSteel-like ERP monolith, for tests and the benchmark: one
 //! database where every société's rows sit side by side.
 //!
+//! Test and benchmark code only: compiled with the `testing` feature.
+//!
 //! Its tenant tables are the shipped tenant schema's tables
 //! (`migrations/tenant`) plus a `societe_id` column on the root tables
 //! (clients, suppliers, articles, warehouses); its reference tables are the

@@ -11,7 +11,7 @@
 //! - [`config`]: the TOML configuration file.
 //! - [`schema`]: tables, columns and foreign keys of a database.
 //! - [`graph`]: classification from the foreign-key graph; ownership paths.
-//! - [`fixture`]: a generated TopSteel-like monolith for tests and benchmarks.
+//! - `fixture` (feature `testing`): a generated TopSteel-like monolith for tests and benchmarks.
 //! - [`progress`]: the run's record in AUTH (created objects, copied units).
 //! - [`tools`]: pg_dump / pg_restore.
 //! - [`command`]: the `tenantd legacy …` command line.
@@ -29,6 +29,7 @@ pub mod command;
 pub mod config;
 pub mod copy;
 pub mod fanout;
+#[cfg(feature = "testing")]
 pub mod fixture;
 pub mod graph;
 pub mod identity;

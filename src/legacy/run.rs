@@ -30,8 +30,9 @@ use crate::tenant::TenantCode;
 pub struct RunOptions {
     /// Show progress bars (on a terminal, without `--json`).
     pub progress: bool,
-    /// Testing only: abort the process after this many tables are copied
-    /// (committed in the tenant database, not yet recorded in AUTH).
+    /// Testing only (feature `testing`): abort the process after this many
+    /// tables are copied (committed in the tenant database, not yet recorded in AUTH).
+    #[cfg(feature = "testing")]
     pub crash_after_tables: Option<usize>,
 }
 
@@ -65,6 +66,8 @@ pub(super) struct Ctx<'a> {
     pub(super) source: Source,
     pub(super) progress: Progress<'a>,
     pub(super) done: HashSet<(String, String)>,
+    // Read only by the crash point of the `testing` feature.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) options: &'a RunOptions,
     pub(super) copied: AtomicUsize,
     pub(super) bar: ProgressBar,

@@ -20,7 +20,9 @@ use crate::migrate::{MigrationSet, SchemaSet};
 use crate::names::Names;
 use crate::notify;
 use crate::pool::{PoolDeps, PoolStats, Pools, TenantClient};
-use crate::provision::{CrashPoint, ProvisionPath, Provisioner};
+#[cfg(feature = "testing")]
+use crate::provision::CrashPoint;
+use crate::provision::{ProvisionPath, Provisioner};
 use crate::reconcile::{ReconcileReport, reconcile};
 use crate::server::Server;
 use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
@@ -177,6 +179,7 @@ impl Orchestrator {
     }
 
     /// Makes the process abort at a life-cycle step (crash-safety tests only).
+    #[cfg(feature = "testing")]
     pub fn with_crash_point(mut self, point: Option<CrashPoint>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.provisioner.crash_at(point);

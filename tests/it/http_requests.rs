@@ -2,10 +2,7 @@
 //! body, leaving no partial state) and concurrent creates against the real
 //! server.
 
-mod common;
-mod http_support;
-
-use http_support::{TestServer, assert_problem};
+use crate::http_support::{TestServer, assert_problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -2,11 +2,11 @@
 //! (0 ok, 2 invalid input or configuration, 3 unknown tenant, 4 conflict,
 //! 5 server unreachable) and error messages that say what to fix.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
-use common::TestEnv;
+use crate::common::TestEnv;
 use serde_json::Value;
 
 /// Runs `tenantd <args>` with this test's environment.

@@ -2,9 +2,7 @@
 //! SHARED (read-only), never another tenant's database or AUTH; a suspended
 //! tenant cannot connect at all.
 
-mod common;
-
-use common::{TestEnv, connect_config};
+use crate::common::{TestEnv, connect_config};
 use tenantd::{NewTenant, Orchestrator, TenantCode};
 use tokio_postgres::error::SqlState;
 

@@ -2,22 +2,22 @@
 //! tenants, against the same query issued directly with tokio-postgres over
 //! one open connection per tenant, measured side by side in the same run.
 //!
-//! Run: `cargo run --release --bin bench_http` (server from
+//! Run: `cargo bench --bench bench_http` (server from
 //! `BENCH_DATABASE_URL`, default the local PostgreSQL). Everything it creates
 //! carries a private prefix and is dropped at the end, also on error.
 //! Ends with `RESULT http_rps=… p99_ms=… direct_ratio=…`.
 
-use std::collections::HashMap;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use tenantd::http::Application;
-use tenantd::{NewTenant, Orchestrator, Plan, Settings, TenantCode};
+use tenantd::{NewTenant, Orchestrator, Plan, TenantCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_postgres::NoTls;
 
 const TENANTS: usize = 50;
 const CLIENTS: usize = 32;
@@ -25,13 +25,12 @@ const WARMUP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(10);
 const QUERY: &str = "SELECT id, code, name FROM clients WHERE code = $1";
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-const SECRET: &str = "bench-secret-0123456789abcdef0123456789";
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let prefix = format!("bh_{:08x}", rand::random::<u32>());
+    support::init_tracing();
+    let url = support::server_url("BENCH_DATABASE_URL");
+    let prefix = support::prefix("bh");
     // Interrupted or stuck, the run still cleans up after itself.
     let result = tokio::select! {
         result = tokio::time::timeout(RUN_LIMIT, run(&url, &prefix)) => {
@@ -39,25 +38,21 @@ async fn main() -> Result<()> {
         }
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-    drop_prefixed(&url, &prefix).await;
+    support::purge(&url, &prefix).await;
     result
 }
 
 async fn run(url: &str, prefix: &str) -> Result<()> {
-    let vars: HashMap<&str, String> = [
-        ("DATABASE_URL", url.to_owned()),
-        ("TENANTD_SECRET", SECRET.to_owned()),
-        ("DB_AUTH_NAME", format!("{prefix}_auth")),
-        ("DB_SHARED_NAME", format!("{prefix}_shared")),
-        ("DB_TENANT_PREFIX", prefix.to_owned()),
-        ("TENANTD_LISTEN", "127.0.0.1:0".to_owned()),
-        ("TENANTD_TENANT_MAX_CONNECTIONS", "1".to_owned()),
-        ("TENANTD_MAX_CONNECTIONS", "60".to_owned()),
-        ("TENANTD_RATE_ENTERPRISE", "1000000".to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let settings = Settings::from_lookup(|k| vars.get(k).cloned())?;
+    let settings = support::settings(
+        url,
+        prefix,
+        &[
+            ("TENANTD_LISTEN", "127.0.0.1:0".to_owned()),
+            ("TENANTD_TENANT_MAX_CONNECTIONS", "1".to_owned()),
+            ("TENANTD_MAX_CONNECTIONS", "60".to_owned()),
+            ("TENANTD_RATE_ENTERPRISE", "1000000".to_owned()),
+        ],
+    )?;
     let app = Application::build(settings).await?;
     let address = app.local_addr()?;
     let orchestrator = app.orchestrator().clone();
@@ -106,9 +101,8 @@ async fn provision(orchestrator: &Orchestrator) -> Result<Vec<BenchTenant>> {
             // Seeded over a connection of its own, closed at once: the
             // tenant's pool stays empty until the HTTP phase.
             let url = orchestrator.tenant_connection(&code).await?.url;
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-            tokio::spawn(connection);
-            client
+            support::connect_url(&url)
+                .await?
                 .batch_execute(
                     "INSERT INTO clients (code, name, currency) \
                      SELECT 'C' || g, 'Client ' || g, 'EUR' FROM generate_series(1, 100) g",
@@ -140,10 +134,7 @@ impl Sample {
     }
 
     fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted.get(index).copied().unwrap_or(f64::NAN)
+        support::percentile(&self.latencies_ms, p).unwrap_or(f64::NAN)
     }
 }
 
@@ -206,8 +197,7 @@ async fn direct_phase(orchestrator: &Orchestrator, tenants: &[BenchTenant]) -> R
     let mut connections = Vec::new();
     for tenant in tenants {
         let url = orchestrator.tenant_connection(&tenant.code).await?.url;
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-        tokio::spawn(connection);
+        let client = support::connect_url(&url).await?;
         let statement = client.prepare(QUERY).await?;
         connections.push((client, statement));
     }
@@ -298,22 +288,5 @@ impl HttpConnection {
         let mut response = vec![0; length];
         self.stream.read_exact(&mut response).await?;
         Ok((status, String::from_utf8_lossy(&response).into_owned()))
-    }
-}
-
-/// Drops every database and role named `<prefix>_…`.
-async fn drop_prefixed(url: &str, prefix: &str) {
-    let Ok((admin, connection)) = tokio_postgres::connect(url, NoTls).await else {
-        eprintln!("cleanup: cannot connect to drop prefix {prefix}");
-        return;
-    };
-    tokio::spawn(connection);
-    match tenantd::purge::purge_prefix(&admin, prefix).await {
-        Ok(purged) => {
-            for failure in purged.failures {
-                eprintln!("cleanup: cannot drop {failure}");
-            }
-        }
-        Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
     }
 }

@@ -2,9 +2,7 @@
 //! create-then-migrate path give identical schemas; concurrent creates of one
 //! code make one database; refused requests leave nothing behind.
 
-mod common;
-
-use common::TestEnv;
+use crate::common::TestEnv;
 use tenantd::provision::ProvisionError;
 use tenantd::{Error, ErrorKind, NewTenant, Orchestrator, ProvisionPath, Settings, TenantStatus};
 

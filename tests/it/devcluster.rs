@@ -4,13 +4,13 @@
 //! it, and `tenantd dev stop` stops it. The cluster is private: nothing it
 //! holds appears on the shared test server.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::TestEnv;
+use crate::common::TestEnv;
 
 /// A fresh cluster directory under /tmp, stopped and removed on drop (even
 /// when the test fails).

@@ -5,19 +5,20 @@
 //! Then the fleet grows to 1,000 tenants and `migrate status` (catalog only)
 //! and `migrate status --verify` (every database opened) are timed.
 //!
-//! Run: `cargo run --release --bin bench_fleet` (PostgreSQL from
+//! Run: `cargo bench --bench bench_fleet` (PostgreSQL from
 //! `BENCH_DATABASE_URL`, default the local server). Everything it creates
 //! carries a private prefix and is dropped at the end, also on error.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, stream};
+use support::{connect_url as connect, db_url, ms, secs};
 use tenantd::fleet::{Outcome, RunObserver, RunOptions, TenantResult};
-use tenantd::ident::quote_ident;
 use tenantd::{NewTenant, Orchestrator, Settings, TenantCode};
-use tokio_postgres::{Client, NoTls};
 
 /// Tenants migrated by both methods (`BENCH_TENANTS` overrides, for a smoke run).
 const MIGRATED: usize = 200;
@@ -49,9 +50,9 @@ struct Bench {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let prefix = format!("bfl_{:08x}", rand::random::<u32>());
+    support::init_tracing();
+    let url = support::server_url("BENCH_DATABASE_URL");
+    let prefix = support::prefix("bfl");
     let dir = std::env::temp_dir().join(format!("{prefix}_migrations"));
     let size = |name: &str, default: usize| {
         std::env::var(name)
@@ -134,22 +135,11 @@ impl Bench {
     }
 
     fn settings(&self) -> anyhow::Result<Settings> {
-        let vars = [
-            ("DATABASE_URL", self.url.clone()),
-            (
-                "TENANTD_SECRET",
-                "bench-secret-0123456789abcdef0123456789".to_owned(),
-            ),
-            ("DB_AUTH_NAME", format!("{}_auth", self.prefix)),
-            ("DB_SHARED_NAME", format!("{}_shared", self.prefix)),
-            ("DB_TENANT_PREFIX", self.prefix.clone()),
-            ("TENANTD_MIGRATIONS_DIR", self.dir.display().to_string()),
-        ];
-        Ok(Settings::from_lookup(|k| {
-            vars.iter()
-                .find(|(name, _)| *name == k)
-                .map(|(_, v)| v.clone())
-        })?)
+        support::settings(
+            &self.url,
+            &self.prefix,
+            &[("TENANTD_MIGRATIONS_DIR", self.dir.display().to_string())],
+        )
     }
 
     async fn create_tenants(
@@ -192,8 +182,8 @@ impl Bench {
             admin
                 .batch_execute(&format!(
                     "CREATE DATABASE {} TEMPLATE {} STRATEGY WAL_LOG",
-                    quote_ident(&copy),
-                    quote_ident(&source)
+                    support::quote_ident(&copy),
+                    support::quote_ident(&source)
                 ))
                 .await
                 .with_context(|| format!("copying {source}"))?;
@@ -298,28 +288,7 @@ impl Bench {
     /// Drops every database and role carrying the prefix, and the migrations copy.
     async fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        let Ok(admin) = connect(&self.url).await else {
-            eprintln!(
-                "cleanup: cannot connect; drop databases and roles {}_* by hand",
-                self.prefix
-            );
-            return;
-        };
-        let start = Instant::now();
-        match tenantd::purge::purge_prefix(&admin, &self.prefix).await {
-            Ok(purged) => {
-                for failure in &purged.failures {
-                    eprintln!("cleanup: cannot drop {failure}");
-                }
-                println!(
-                    "cleanup: dropped {} databases and {} roles in {:.1} s",
-                    purged.databases,
-                    purged.roles,
-                    secs(start.elapsed())
-                );
-            }
-            Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
-        }
+        support::purge(&self.url, &self.prefix).await;
     }
 }
 
@@ -360,20 +329,6 @@ fn copy_migrations(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn db_url(admin_url: &str, db: &str) -> anyhow::Result<String> {
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(db);
-    Ok(url.to_string())
-}
-
-async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
 fn report(label: &str, count: usize, total: Duration, each: &[Duration]) {
     let mut sorted = each.to_vec();
     sorted.sort();
@@ -390,12 +345,4 @@ fn report(label: &str, count: usize, total: Duration, each: &[Duration]) {
         pct(0.95),
         pct(1.0)
     );
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

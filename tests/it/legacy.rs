@@ -3,11 +3,11 @@
 //! ends with the same rows and none twice; rollback leaves the server's
 //! databases and roles as they were; clean's archive restores what it deleted.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
-use common::TestEnv;
+use crate::common::TestEnv;
 use tenantd::Orchestrator;
 use tenantd::legacy::fixture::Fixture;
 use tenantd::legacy::{LegacyConfig, backup, clean, rollback, run, verify};

@@ -3,14 +3,12 @@
 //! error, the cold-start cap, and invalidation across processes through
 //! LISTEN/NOTIFY (including a listener whose connection is killed).
 
-mod common;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::TestEnv;
+use crate::common::TestEnv;
 use futures::StreamExt;
 use tenantd::{Error, ErrorKind, NewTenant, Orchestrator, TenantCode, TenantStatus};
 

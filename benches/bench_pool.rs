@@ -11,9 +11,10 @@
 //!
 //! Needs `DATABASE_URL` (default: the local server). Creates everything under
 //! a unique prefix and drops it at the end, also on error.
-//! Run: `cargo run --release --bin bench_pool`.
+//! Run: `cargo bench --bench bench_pool`.
 
-use std::collections::HashMap;
+mod support;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use support::{connect, us};
 use tenantd::{NewTenant, Orchestrator, Settings, TenantCode};
 
 const HOT_SET: usize = 60;
@@ -59,7 +61,6 @@ fn plan() -> &'static Plan {
         }
     })
 }
-const SECRET: &str = "bench-pool-secret-0123456789abcdef0123";
 
 /// One benchmark run's names and settings.
 #[derive(Clone)]
@@ -77,20 +78,14 @@ struct Target {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TENANTD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    support::init_tracing();
     let bench = Bench {
-        url: std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-        prefix: format!("bp_{:08x}", rand::random::<u32>()),
+        url: support::server_url("DATABASE_URL"),
+        prefix: support::prefix("bp"),
     };
     println!("bench_pool: prefix {} on {}", bench.prefix, bench.url);
     let outcome = tokio::spawn(run(bench.clone())).await;
-    cleanup(&bench).await;
+    support::purge(&bench.url, &bench.prefix).await;
     match outcome {
         Ok(result) => result,
         Err(panic) => Err(anyhow::anyhow!("the benchmark panicked: {panic}")),
@@ -99,18 +94,14 @@ async fn main() -> Result<()> {
 
 impl Bench {
     fn settings(&self) -> Result<Settings> {
-        let vars: HashMap<&str, String> = [
-            ("DATABASE_URL", self.url.clone()),
-            ("TENANTD_SECRET", SECRET.to_owned()),
-            ("DB_AUTH_NAME", format!("{}_auth", self.prefix)),
-            ("DB_SHARED_NAME", format!("{}_shared", self.prefix)),
-            ("DB_TENANT_PREFIX", self.prefix.clone()),
-            ("TENANTD_MAX_CONNECTIONS", BUDGET.to_string()),
-            ("TENANTD_ACQUIRE_TIMEOUT_MS", "30000".to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        Settings::from_lookup(|k| vars.get(k).cloned()).context("bench settings")
+        support::settings(
+            &self.url,
+            &self.prefix,
+            &[
+                ("TENANTD_MAX_CONNECTIONS", BUDGET.to_string()),
+                ("TENANTD_ACQUIRE_TIMEOUT_MS", "30000".to_owned()),
+            ],
+        )
     }
 
     async fn orchestrator(&self) -> Result<Orchestrator> {
@@ -122,12 +113,6 @@ impl Bench {
     async fn admin(&self) -> Result<tokio_postgres::Client> {
         connect(&self.url.parse().context("DATABASE_URL")?).await
     }
-}
-
-async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 async fn run(bench: Bench) -> Result<()> {
@@ -406,7 +391,7 @@ async fn overhead(
     }
     sampler.record(false);
     MAX_OPEN.fetch_max(sampler.max(), Ordering::Relaxed);
-    let (a, b) = (percentiles(&mut ours), percentiles(&mut theirs));
+    let (a, b) = (percentiles(&ours), percentiles(&theirs));
     println!(
         "    tenantd    p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs",
         a[0], a[1], a[2]
@@ -421,12 +406,9 @@ async fn overhead(
     Ok(())
 }
 
-fn percentiles(samples: &mut [Duration]) -> [f64; 3] {
-    samples.sort();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
-    };
+/// p50, p90 and p99 of `samples`, in microseconds.
+fn percentiles(samples: &[Duration]) -> [f64; 3] {
+    let at = |q| support::percentile(samples, q).map_or(0.0, us);
     [at(0.5), at(0.9), at(0.99)]
 }
 
@@ -533,60 +515,4 @@ async fn churn(
     }
     report.churn = (ours / plan().rounds as f64, theirs / plan().rounds as f64);
     Ok(())
-}
-
-/// Drops every database and role of the run's prefix (eight drops at a time:
-/// concurrent drops share their checkpoints).
-async fn cleanup(bench: &Bench) {
-    let started = Instant::now();
-    let Ok(admin) = bench.admin().await else {
-        eprintln!(
-            "cleanup: cannot connect; drop databases and roles named {}_* by hand",
-            bench.prefix
-        );
-        return;
-    };
-    let pattern = format!("{}_", bench.prefix);
-    let names = |sql: &'static str| {
-        let (admin, pattern) = (&admin, pattern.clone());
-        async move {
-            admin
-                .query(sql, &[&pattern])
-                .await
-                .map(|rows| {
-                    rows.iter()
-                        .map(|r| r.get::<_, String>(0))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        }
-    };
-    let dbs = names("SELECT datname FROM pg_database WHERE starts_with(datname, $1)").await;
-    futures::stream::iter(dbs)
-        .for_each_concurrent(8, |db| async move {
-            let quoted = tenantd::ident::quote_ident(&db);
-            let unseal = format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false");
-            let drop = format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)");
-            match bench.admin().await {
-                Ok(client) => {
-                    let _ = client.batch_execute(&unseal).await;
-                    if let Err(e) = client.batch_execute(&drop).await {
-                        eprintln!("cleanup: cannot drop database {db}: {e}");
-                    }
-                }
-                Err(e) => eprintln!("cleanup: {e}"),
-            }
-        })
-        .await;
-    for role in names("SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)").await {
-        let sql = format!("DROP ROLE IF EXISTS {}", tenantd::ident::quote_ident(&role));
-        if let Err(e) = admin.batch_execute(&sql).await {
-            eprintln!("cleanup: cannot drop role {role}: {e}");
-        }
-    }
-    println!(
-        "cleaned up prefix {} in {:.1?}",
-        bench.prefix,
-        started.elapsed()
-    );
 }

@@ -1,9 +1,7 @@
 //! The tenant life cycle through the library API: init, create, suspend,
 //! resume, drop, and the catalog's record of each step.
 
-mod common;
-
-use common::TestEnv;
+use crate::common::TestEnv;
 use tenantd::{ErrorKind, NewTenant, TenantFilter, TenantStatus};
 
 #[tokio::test]

@@ -1,8 +1,6 @@
 //! `TENANTD_LOG_FORMAT=json` turns every log line into a JSON object.
 
-mod common;
-
-use common::TestEnv;
+use crate::common::TestEnv;
 
 #[test]
 fn json_log_format_prints_one_json_object_per_line() {

@@ -5,13 +5,10 @@
 //! the fleet lock, before its catalog row exists) and brings them to V2;
 //! admin-only access and problem+json refusals.
 
-mod common;
-mod http_support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use http_support::{TestServer, assert_problem, split};
+use crate::http_support::{TestServer, assert_problem, split};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;

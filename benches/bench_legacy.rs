@@ -4,20 +4,23 @@
 //! measured side by side in the same process, alternating, for several
 //! rounds (`rollback --force` between tenantd rounds).
 //!
-//! `cargo run --release --bin bench_legacy`; env: `DATABASE_URL` (default the
+//! `cargo bench --bench bench_legacy`; env: `DATABASE_URL` (default the
 //! local server), `BENCH_SOCIETES` (50), `BENCH_CLIENTS` (2250 clients per
 //! société, ×9 rows + 64), `BENCH_ROUNDS` (3), `BENCH_PARALLEL` (4).
 //! Everything is created under a unique prefix and dropped at the end, also
 //! on error (unless `BENCH_KEEP=1`, for looking at the data).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use support::{db_url, secs};
+use tenantd::Orchestrator;
 use tenantd::legacy::fixture::Fixture;
 use tenantd::legacy::{LegacyConfig, rollback, run, tools, verify};
-use tenantd::{Orchestrator, Settings};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -34,20 +37,13 @@ struct Bench {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    support::init_tracing();
+    let prefix = support::prefix("bench_legacy");
     let bench = Bench {
-        prefix: format!("bench_legacy_{:06x}", rand::random::<u32>() & 0xff_ffff),
-        url: std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-        dir: std::env::temp_dir(),
+        url: support::server_url("DATABASE_URL"),
+        dir: std::env::temp_dir().join(&prefix),
+        prefix,
     };
-    let dir = bench.dir.join(&bench.prefix);
-    let bench = Bench { dir, ..bench };
     let result = measure(&bench).await;
     if std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1") {
         println!(
@@ -60,21 +56,6 @@ async fn main() -> Result<()> {
     result
 }
 
-async fn admin(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .context("connect to DATABASE_URL")?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-fn db_url(url: &str, db: &str) -> Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL names no database")?;
-    Ok(format!("{base}/{db}"))
-}
-
 async fn measure(bench: &Bench) -> Result<()> {
     let fixture = Fixture {
         societes: env_or("BENCH_SOCIETES", 50),
@@ -83,7 +64,7 @@ async fn measure(bench: &Bench) -> Result<()> {
     let rounds: usize = env_or("BENCH_ROUNDS", 3_usize).max(1);
     let parallel: usize = env_or("BENCH_PARALLEL", 4);
     let monolith = format!("{}_monolith", bench.prefix);
-    let admin = admin(&bench.url).await?;
+    let admin = support::connect_url(&bench.url).await?;
     let started = Instant::now();
     fixture
         .create(&admin, &bench.url.parse()?, &monolith)
@@ -93,7 +74,7 @@ async fn measure(bench: &Bench) -> Result<()> {
         "generated monolith {monolith}: {} sociétés × {} tenant rows in {:.1} s",
         fixture.societes,
         fixture.tenant_rows_per_societe(),
-        started.elapsed().as_secs_f64()
+        secs(started.elapsed())
     );
     std::fs::create_dir_all(&bench.dir)?;
     let config_path = bench.dir.join("legacy.toml");
@@ -105,14 +86,7 @@ async fn measure(bench: &Bench) -> Result<()> {
         ),
     )?;
     let config = LegacyConfig::load(&config_path)?;
-    let settings = Settings::from_lookup(|name| match name {
-        "DATABASE_URL" => Some(bench.url.clone()),
-        "TENANTD_SECRET" => Some("bench-secret-0123456789abcdef0123456789".to_owned()),
-        "DB_AUTH_NAME" => Some(format!("{}_auth", bench.prefix)),
-        "DB_SHARED_NAME" => Some(format!("{}_shared", bench.prefix)),
-        "DB_TENANT_PREFIX" => Some(bench.prefix.clone()),
-        _ => None,
-    })?;
+    let settings = support::settings(&bench.url, &bench.prefix, &[])?;
     let tables = tenant_tables(&admin, &bench.url, &monolith).await?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let mut rows = 0;
@@ -145,7 +119,7 @@ async fn measure(bench: &Bench) -> Result<()> {
 /// The tenant tables of the fixture and the tables they need (for the baseline dump).
 async fn tenant_tables(admin: &Client, url: &str, monolith: &str) -> Result<Vec<String>> {
     let _ = admin;
-    let client = self::admin(&db_url(url, monolith)?).await?;
+    let client = support::connect_url(&db_url(url, monolith)?).await?;
     let rows = client
         .query("SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND relname NOT IN ('users', 'user_societes', 'app_log') ORDER BY 1", &[])
         .await?;
@@ -196,14 +170,8 @@ fn remove(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
-fn median(values: &[Duration]) -> f64 {
-    let mut v: Vec<f64> = values.iter().map(Duration::as_secs_f64).collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn report(rows: u64, ours: &[Duration], theirs: &[Duration]) {
-    let (a, b) = (median(ours), median(theirs));
+    let (a, b) = (secs(support::median(ours)), secs(support::median(theirs)));
     let fmt = |v: &[Duration]| {
         v.iter()
             .map(|d| format!("{:.2}", d.as_secs_f64()))
@@ -229,19 +197,5 @@ fn report(rows: u64, ours: &[Duration], theirs: &[Duration]) {
 /// Drops every database and role of the prefix, and the work directory.
 async fn cleanup(bench: &Bench) {
     let _ = std::fs::remove_dir_all(&bench.dir);
-    let Ok(admin) = admin(&bench.url).await else {
-        eprintln!(
-            "cleanup: cannot connect; drop databases and roles named {}_* by hand",
-            bench.prefix
-        );
-        return;
-    };
-    match tenantd::purge::purge_prefix(&admin, &bench.prefix).await {
-        Ok(purged) => {
-            for failure in purged.failures {
-                eprintln!("cleanup: cannot drop {failure}");
-            }
-        }
-        Err(e) => eprintln!("cleanup: cannot list what to drop: {e}"),
-    }
+    support::purge(&bench.url, &bench.prefix).await;
 }

@@ -3,10 +3,9 @@
 //! cursor, show, patch, suspend (tenant routes → 403), resume, connection,
 //! delete with confirm; API keys; probes, metrics, OpenAPI; graceful stop.
 
-mod common;
-mod http_support;
+use crate::common;
 
-use http_support::{TestServer, assert_problem, split};
+use crate::http_support::{TestServer, assert_problem, split};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

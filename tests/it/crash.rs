@@ -3,13 +3,13 @@
 //! reconciler must then finish or undo the interrupted work. Also: repairs of
 //! drift made behind tenantd's back, and tenants whose lock is held.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::TestEnv;
+use crate::common::TestEnv;
 use tenantd::{NewTenant, Orchestrator, ReconcileReport, TenantCode, TenantStatus};
 
 /// SIGABRT, what `std::process::abort()` dies of.

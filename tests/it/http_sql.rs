@@ -2,10 +2,9 @@
 //! parameters, the row cap, the statement timeout, and every way a tenant
 //! might try to reach another tenant's data or AUTH.
 
-mod common;
-mod http_support;
+use crate::http_support;
 
-use http_support::{TestServer, check_problem};
+use crate::http_support::{TestServer, check_problem};
 use reqwest::StatusCode;
 use serde_json::json;
 

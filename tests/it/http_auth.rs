@@ -3,10 +3,7 @@
 //! expired or badly signed JWT, tenant credentials on admin routes, admin
 //! keys on tenant routes — and the per-plan rate limit (429 + Retry-After).
 
-mod common;
-mod http_support;
-
-use http_support::{JWT_SECRET, TestServer, assert_problem, jwt};
+use crate::http_support::{JWT_SECRET, TestServer, assert_problem, jwt};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -3,11 +3,9 @@
 //! (stop, continue, quarantine, recovery), canaries, two concurrent runs,
 //! dry runs, status without connections and `--verify` drift.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::TestEnv;
+use crate::common::TestEnv;
 use futures::{StreamExt, stream};
 use tenantd::fleet::{ProgressTracker, RunOptions, SetChoice, TenantState};
 use tenantd::migrate::Drift;
