@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 mod fleet;
 
-pub use fleet::{FleetRunRow, MigrationRecord};
+pub use fleet::{FleetRunRow, MigrationRecord, Outcome};
 
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
@@ -21,7 +21,7 @@ mod operations;
 mod tenant_patch;
 
 pub use api_keys::ApiKeyRecord;
-pub use operations::OperationRow;
+pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;
 
 /// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
@@ -46,6 +46,9 @@ pub enum CatalogError {
     /// A row holds a value tenantd does not understand.
     #[error("catalog row is invalid: {0}")]
     Corrupt(#[from] TenantError),
+    /// A text column holds a value tenantd does not know.
+    #[error(transparent)]
+    Unknown(#[from] UnknownValue),
 }
 
 impl From<PoolError> for CatalogError {
@@ -252,7 +255,7 @@ impl Catalog {
     pub async fn start_operation(
         &self,
         tenant: Option<&Tenant>,
-        kind: &str,
+        kind: OperationKind,
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<Uuid, CatalogError> {
@@ -270,14 +273,13 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         const SQL: &str =
             "UPDATE operations SET status = $2, error = $3, finished_at = now() WHERE id = $1";
-        let status = if error.is_some() {
-            "failed"
-        } else {
-            "succeeded"
+        let status = match error {
+            Some(_) => OperationStatus::Failed,
+            None => OperationStatus::Succeeded,
         };
         self.client()
             .await?
-            .execute(SQL, &[&id, &status, &error])
+            .execute(SQL, &[&id, &status.as_str(), &error])
             .await?;
         Ok(())
     }

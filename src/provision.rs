@@ -12,7 +12,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Object, Pool};
 use serde_json::json;
 
-use crate::catalog::{Catalog, CatalogError, CatalogLock};
+use crate::catalog::{Catalog, CatalogError, CatalogLock, OperationKind};
 use crate::ident::{quote_ident, quote_literal};
 use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
@@ -398,7 +398,7 @@ impl Provisioner {
     ) -> Result<Tenant, ProvisionError> {
         self.transition(
             code,
-            "suspend",
+            OperationKind::Suspend,
             actor,
             TenantStatus::Active,
             TenantStatus::Suspended,
@@ -412,7 +412,7 @@ impl Provisioner {
     pub async fn resume(&self, code: &TenantCode, actor: &str) -> Result<Tenant, ProvisionError> {
         self.transition(
             code,
-            "resume",
+            OperationKind::Resume,
             actor,
             TenantStatus::Suspended,
             TenantStatus::Active,
@@ -424,7 +424,7 @@ impl Provisioner {
     async fn transition(
         &self,
         code: &TenantCode,
-        action: &'static str,
+        kind: OperationKind,
         actor: &str,
         from: TenantStatus,
         to: TenantStatus,
@@ -437,12 +437,12 @@ impl Provisioner {
                 return Err(ProvisionError::WrongStatus {
                     code: code.clone(),
                     status: tenant.status,
-                    action,
+                    action: kind.as_str(),
                 });
             }
             let op = self
                 .catalog
-                .start_operation(Some(&tenant), action, actor, json!({ "reason": reason }))
+                .start_operation(Some(&tenant), kind, actor, json!({ "reason": reason }))
                 .await?;
             let admin = self.admin().await?;
             self.set_login(&admin, &tenant, to == TenantStatus::Active)
@@ -503,7 +503,7 @@ impl Provisioner {
             }
             let op = self
                 .catalog
-                .start_operation(Some(&tenant), "drop", actor, json!({}))
+                .start_operation(Some(&tenant), OperationKind::Drop, actor, json!({}))
                 .await?;
             self.catalog
                 .set_status(tenant.id, TenantStatus::Deleting, None)
