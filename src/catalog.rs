@@ -81,6 +81,10 @@ pub struct Catalog {
     pool: Pool,
 }
 
+/// The statuses of gone tenants, as an SQL list (`status NOT IN …`); the
+/// SQL twin of [`TenantStatus::is_live`].
+const GONE_STATUSES: &str = "('deleted', 'failed')";
+
 const TENANT_COLUMNS: &str = "id, code, name, region, plan, status, status_reason, admin_email, \
      settings, database_name, schema_version, created_at, updated_at, quarantined, migration_error";
 
@@ -141,7 +145,7 @@ impl Catalog {
     pub async fn tenant(&self, code: &TenantCode) -> Result<Option<Tenant>, CatalogError> {
         let sql = format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE code = $1 \
-             ORDER BY status IN ('deleted', 'failed'), created_at DESC LIMIT 1"
+             ORDER BY status IN {GONE_STATUSES}, created_at DESC LIMIT 1"
         );
         // Prepared once per connection: this lookup is on every request's path.
         let client = self.client().await?;
@@ -162,7 +166,7 @@ impl Catalog {
         let sql = format!(
             "SELECT {TENANT_COLUMNS} FROM tenants \
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2) \
-               AND ($3::text IS NULL OR plan = $3) AND ($4 OR status NOT IN ('deleted', 'failed')) \
+               AND ($3::text IS NULL OR plan = $3) AND ($4 OR status NOT IN {GONE_STATUSES}) \
                AND ($5::text IS NULL OR code > $5) \
              ORDER BY code, created_at LIMIT $6"
         );

@@ -20,7 +20,7 @@ use crate::pool::{PoolDeps, PoolStats, Pools, TenantClient};
 use crate::provision::{CrashPoint, ProvisionPath, Provisioner};
 use crate::reconcile::{ReconcileReport, reconcile};
 use crate::server::Server;
-use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+use crate::tenant::{NewTenant, Tenant, TenantCode};
 
 /// Admin connections kept for DDL on the maintenance database.
 const ADMIN_POOL_SIZE: usize = 4;
@@ -450,11 +450,9 @@ impl Orchestrator {
 
     async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
         let tenant = self.tenant(code).await?;
-        match tenant.status {
-            TenantStatus::Deleted | TenantStatus::Failed => {
-                Err(crate::provision::ProvisionError::NotFound(code.clone()).into())
-            }
-            _ => Ok(tenant),
+        match tenant.status.is_live() {
+            false => Err(crate::provision::ProvisionError::NotFound(code.clone()).into()),
+            true => Ok(tenant),
         }
     }
 }

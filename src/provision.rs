@@ -246,10 +246,7 @@ impl Provisioner {
         actor: &str,
     ) -> Result<Tenant, ProvisionError> {
         if let Some(existing) = self.catalog.tenant(&new.code).await?
-            && !matches!(
-                existing.status,
-                TenantStatus::Deleted | TenantStatus::Failed
-            )
+            && existing.status.is_live()
         {
             return Err(ProvisionError::AlreadyExists(new.code.clone()));
         }
@@ -535,7 +532,7 @@ impl Provisioner {
     /// The tenant with this code, unless it is gone (deleted or failed).
     async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, ProvisionError> {
         match self.catalog.tenant(code).await? {
-            Some(t) if !matches!(t.status, TenantStatus::Deleted | TenantStatus::Failed) => Ok(t),
+            Some(t) if t.status.is_live() => Ok(t),
             _ => Err(ProvisionError::NotFound(code.clone())),
         }
     }

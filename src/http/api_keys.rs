@@ -22,7 +22,7 @@ use crate::apikey::{ApiKeyScope, NewKeySecret};
 use crate::catalog::ApiKeyRecord;
 use crate::error::Error;
 use crate::provision::ProvisionError;
-use crate::tenant::{TenantCode, TenantStatus};
+use crate::tenant::TenantCode;
 
 /// Longest key name.
 const MAX_NAME_LEN: usize = 200;
@@ -111,7 +111,7 @@ pub async fn issue(
     let tenant_id = match (scope, tenant) {
         (ApiKeyScope::Tenant, Some(code)) => {
             let tenant = orchestrator.tenant(code).await?;
-            if matches!(tenant.status, TenantStatus::Deleted | TenantStatus::Failed) {
+            if !tenant.status.is_live() {
                 return Err(ProvisionError::NotFound(code.clone()).into());
             }
             Some(tenant.id)

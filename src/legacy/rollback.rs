@@ -16,7 +16,7 @@ use super::progress::{Progress, RunTenant};
 use super::{LegacyConfig, LegacyError, Source, clean, identity, tools, verify};
 use crate::Orchestrator;
 use crate::ident::quote_ident;
-use crate::tenant::{TenantCode, TenantStatus};
+use crate::tenant::TenantCode;
 
 /// What a rollback does (or would do, with `--validate`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -146,7 +146,7 @@ pub async fn rollback(
         let live = orchestrator
             .tenant(&code)
             .await
-            .is_ok_and(|t| !matches!(t.status, TenantStatus::Deleted | TenantStatus::Failed));
+            .is_ok_and(|t| t.status.is_live());
         if live {
             orchestrator.drop_tenant(&code).await?;
         }
