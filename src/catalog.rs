@@ -17,17 +17,16 @@ pub use fleet::{FleetRunRow, MigrationRecord, Outcome};
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
+mod locks;
 mod operations;
 mod tenant_patch;
 
 pub use api_keys::ApiKeyRecord;
+pub use locks::GlobalLock;
 pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;
 
-/// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
-const TENANT_LOCK_CLASS: i32 = 0x7E4A_0001;
-/// Advisory-lock class of catalog-wide work (template upkeep, reconcile).
-pub(crate) const GLOBAL_LOCK_CLASS: i32 = 0x7E4A_0003;
+use locks::{GLOBAL_LOCK_CLASS, TENANT_LOCK_CLASS};
 
 /// A catalog read or write failed.
 #[derive(Debug, thiserror::Error)]
@@ -321,8 +320,9 @@ impl Catalog {
         }))
     }
 
-    /// Waits for a catalog-wide lock (`object` names the work, e.g. template upkeep).
-    pub async fn lock_global(&self, object: i32) -> Result<CatalogLock, CatalogError> {
+    /// Waits for a catalog-wide lock.
+    pub async fn lock_global(&self, lock: GlobalLock) -> Result<CatalogLock, CatalogError> {
+        let object = lock.id();
         let client = self.client().await?;
         client
             .execute(

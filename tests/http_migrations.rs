@@ -18,8 +18,6 @@ use uuid::Uuid;
 
 /// A V2 adding a column to every tenant.
 const V2: &str = "ALTER TABLE clients ADD COLUMN http_note text;\n";
-/// Second key of the fleet run's catalog-wide advisory lock.
-const FLEET_RUN_LOCK: i32 = 2;
 /// Longest wait for a run to end.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -138,7 +136,10 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
 
     // While another run holds the fleet lock, the operation is already visible.
     let catalog = server.orchestrator.catalog();
-    let held = catalog.lock_global(FLEET_RUN_LOCK).await.unwrap();
+    let held = catalog
+        .lock_global(tenantd::catalog::GlobalLock::FleetRun)
+        .await
+        .unwrap();
     let (location, accepted) = start_run(
         &server,
         json!({ "sets": "tenant", "tenants": CODES, "concurrency": 2, "canary": 1,

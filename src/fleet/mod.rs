@@ -33,9 +33,6 @@ use crate::server::{Server, ServerError};
 use crate::template::{TemplateError, TemplateKeeper};
 use crate::tenant::TenantCode;
 
-/// Second key of the catalog-wide advisory lock held by a fleet run
-/// (1 is the template's).
-const FLEET_RUN_LOCK: i32 = 2;
 /// Most tenants a run migrates at once, whatever the budget: each holds an
 /// AUTH connection for its life-cycle lock and briefly needs a second one,
 /// and the catalog pool has 16 (shared with the rest of the process).

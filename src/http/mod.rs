@@ -57,9 +57,6 @@ use crate::apikey::ApiKeyScope;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 
-/// Advisory-lock object (global class) serialising the bootstrap key.
-const BOOTSTRAP_LOCK: i32 = 0x4B45;
-
 /// The server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -158,7 +155,9 @@ impl Application {
 /// Creates an admin key when the catalog has none; returns its secret.
 async fn bootstrap_key(orchestrator: &Orchestrator) -> Result<Option<String>, Error> {
     let catalog = orchestrator.catalog();
-    let lock = catalog.lock_global(BOOTSTRAP_LOCK).await?;
+    let lock = catalog
+        .lock_global(crate::catalog::GlobalLock::BootstrapKey)
+        .await?;
     let result = async {
         if catalog.admin_key_count().await? > 0 {
             return Ok(None);

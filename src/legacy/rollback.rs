@@ -205,15 +205,7 @@ async fn database_exists(admin: &Client, name: &str) -> Result<bool, LegacyError
 }
 
 async fn drop_database(admin: &Client, db: &str) -> Result<(), LegacyError> {
-    let quoted = quote_ident(db);
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {quoted} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"
-        ))
-        .await
-        .map_err(LegacyError::db(format!("unseal database {db}")))?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    crate::template::drop_database(admin, db)
         .await
         .map_err(LegacyError::db(format!("drop database {db}")))
 }
