@@ -67,6 +67,8 @@ pub struct RunOptions {
 }
 
 impl Default for RunOptions {
+    /// The defaults of a run, the one definition that `tenantd migrate run`
+    /// and `POST /v1/migrations/run` both start from.
     fn default() -> Self {
         Self {
             sets: SetChoice::All,
