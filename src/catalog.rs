@@ -5,6 +5,7 @@
 //! SQL lives here as `const` strings with bind parameters; nothing else in the
 //! crate queries the catalog tables.
 
+use crate::error_kind::{Classify, ErrorKind};
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -17,11 +18,11 @@ pub use fleet::{FleetRunRow, MigrationRecord, Outcome};
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
+mod health;
 mod locks;
 mod operations;
 mod tenant_patch;
 
-pub use api_keys::ApiKeyRecord;
 pub use locks::GlobalLock;
 pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;
@@ -48,6 +49,17 @@ pub enum CatalogError {
     /// A text column holds a value tenantd does not know.
     #[error(transparent)]
     Unknown(#[from] UnknownValue),
+}
+
+impl Classify for CatalogError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unavailable(e) => e.kind(),
+            Self::AlreadyExists(_) => ErrorKind::Conflict,
+            Self::Db(e) => e.kind(),
+            Self::Corrupt(_) | Self::Unknown(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 impl From<PoolError> for CatalogError {
