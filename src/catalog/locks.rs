@@ -26,7 +26,7 @@ pub enum GlobalLock {
 }
 
 impl GlobalLock {
-    /// The lock's second key, under [`GLOBAL_LOCK_CLASS`].
+    /// The lock's second key (its class is the catalog-wide one, `0x7E4A_0003`).
     pub const fn id(self) -> i32 {
         match self {
             Self::Template => 1,
