@@ -13,22 +13,21 @@ use uuid::Uuid;
 
 mod fleet;
 
-pub use fleet::{FleetRunRow, MigrationRecord};
+pub use fleet::{FleetRunRow, MigrationRecord, Outcome};
 
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
 mod health;
+mod locks;
 mod operations;
 mod tenant_patch;
 
-pub use operations::OperationRow;
+pub use locks::GlobalLock;
+pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;
 
-/// Advisory-lock class of per-tenant life-cycle work (second key: hash of the code).
-const TENANT_LOCK_CLASS: i32 = 0x7E4A_0001;
-/// Advisory-lock class of catalog-wide work (template upkeep, reconcile).
-pub(crate) const GLOBAL_LOCK_CLASS: i32 = 0x7E4A_0003;
+use locks::{GLOBAL_LOCK_CLASS, TENANT_LOCK_CLASS};
 
 /// A catalog read or write failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +46,9 @@ pub enum CatalogError {
     /// A row holds a value tenantd does not understand.
     #[error("catalog row is invalid: {0}")]
     Corrupt(#[from] TenantError),
+    /// A text column holds a value tenantd does not know.
+    #[error(transparent)]
+    Unknown(#[from] UnknownValue),
 }
 
 impl Classify for CatalogError {
@@ -55,7 +57,7 @@ impl Classify for CatalogError {
             Self::Unavailable(e) => e.kind(),
             Self::AlreadyExists(_) => ErrorKind::Conflict,
             Self::Db(e) => e.kind(),
-            Self::Corrupt(_) => ErrorKind::Internal,
+            Self::Corrupt(_) | Self::Unknown(_) => ErrorKind::Internal,
         }
     }
 }
@@ -89,6 +91,10 @@ pub struct TenantFilter {
 pub struct Catalog {
     pool: Pool,
 }
+
+/// The statuses of gone tenants, as an SQL list (`status NOT IN …`); the
+/// SQL twin of [`TenantStatus::is_live`].
+const GONE_STATUSES: &str = "('deleted', 'failed')";
 
 const TENANT_COLUMNS: &str = "id, code, name, region, plan, status, status_reason, admin_email, \
      settings, database_name, schema_version, created_at, updated_at, quarantined, migration_error";
@@ -150,7 +156,7 @@ impl Catalog {
     pub async fn tenant(&self, code: &TenantCode) -> Result<Option<Tenant>, CatalogError> {
         let sql = format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE code = $1 \
-             ORDER BY status IN ('deleted', 'failed'), created_at DESC LIMIT 1"
+             ORDER BY status IN {GONE_STATUSES}, created_at DESC LIMIT 1"
         );
         // Prepared once per connection: this lookup is on every request's path.
         let client = self.client().await?;
@@ -171,7 +177,7 @@ impl Catalog {
         let sql = format!(
             "SELECT {TENANT_COLUMNS} FROM tenants \
              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR region = $2) \
-               AND ($3::text IS NULL OR plan = $3) AND ($4 OR status NOT IN ('deleted', 'failed')) \
+               AND ($3::text IS NULL OR plan = $3) AND ($4 OR status NOT IN {GONE_STATUSES}) \
                AND ($5::text IS NULL OR code > $5) \
              ORDER BY code, created_at LIMIT $6"
         );
@@ -264,7 +270,7 @@ impl Catalog {
     pub async fn start_operation(
         &self,
         tenant: Option<&Tenant>,
-        kind: &str,
+        kind: OperationKind,
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<Uuid, CatalogError> {
@@ -282,14 +288,13 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         const SQL: &str =
             "UPDATE operations SET status = $2, error = $3, finished_at = now() WHERE id = $1";
-        let status = if error.is_some() {
-            "failed"
-        } else {
-            "succeeded"
+        let status = match error {
+            Some(_) => OperationStatus::Failed,
+            None => OperationStatus::Succeeded,
         };
         self.client()
             .await?
-            .execute(SQL, &[&id, &status, &error])
+            .execute(SQL, &[&id, &status.as_str(), &error])
             .await?;
         Ok(())
     }
@@ -327,8 +332,9 @@ impl Catalog {
         }))
     }
 
-    /// Waits for a catalog-wide lock (`object` names the work, e.g. template upkeep).
-    pub async fn lock_global(&self, object: i32) -> Result<CatalogLock, CatalogError> {
+    /// Waits for a catalog-wide lock.
+    pub async fn lock_global(&self, lock: GlobalLock) -> Result<CatalogLock, CatalogError> {
+        let object = lock.id();
         let client = self.client().await?;
         client
             .execute(

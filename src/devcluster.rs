@@ -231,10 +231,18 @@ impl DevCluster {
 
 /// The directory holding initdb and pg_ctl.
 async fn find_bindir() -> Option<PathBuf> {
+    let initdb = find_program("initdb").await?;
+    initdb.parent().map(Path::to_path_buf)
+}
+
+/// The path of the PostgreSQL program `program` (`initdb`, `pg_dump`, …):
+/// in `pg_config --bindir`, else in the newest `/usr/lib/postgresql/*/bin`,
+/// else on `PATH`. The one search of the local PostgreSQL installation.
+pub(crate) async fn find_program(program: &str) -> Option<PathBuf> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output().await {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && dir.join("initdb").exists() {
-            return Some(dir);
+        if out.status.success() && dir.join(program).exists() {
+            return Some(dir.join(program));
         }
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -242,16 +250,17 @@ async fn find_bindir() -> Option<PathBuf> {
         .flatten()
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, bin)| bin.join("initdb").exists())
+        .filter(|(_, bin)| bin.join(program).exists())
         .collect();
     versions.sort();
     if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
+        return Some(bin.join(program));
     }
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .find(|dir| dir.join("initdb").exists())
+        .map(|dir| dir.join(program))
+        .find(|path| path.exists())
 }
 
 fn free_port() -> std::io::Result<u16> {

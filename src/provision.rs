@@ -13,7 +13,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Object, Pool};
 use serde_json::json;
 
-use crate::catalog::{Catalog, CatalogError, CatalogLock};
+use crate::catalog::{Catalog, CatalogError, CatalogLock, OperationKind};
 use crate::ident::{quote_ident, quote_literal};
 use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
@@ -271,10 +271,7 @@ impl Provisioner {
         actor: &str,
     ) -> Result<Tenant, ProvisionError> {
         if let Some(existing) = self.catalog.tenant(&new.code).await?
-            && !matches!(
-                existing.status,
-                TenantStatus::Deleted | TenantStatus::Failed
-            )
+            && existing.status.is_live()
         {
             return Err(ProvisionError::AlreadyExists(new.code.clone()));
         }
@@ -426,7 +423,7 @@ impl Provisioner {
     ) -> Result<Tenant, ProvisionError> {
         self.transition(
             code,
-            "suspend",
+            OperationKind::Suspend,
             actor,
             TenantStatus::Active,
             TenantStatus::Suspended,
@@ -440,7 +437,7 @@ impl Provisioner {
     pub async fn resume(&self, code: &TenantCode, actor: &str) -> Result<Tenant, ProvisionError> {
         self.transition(
             code,
-            "resume",
+            OperationKind::Resume,
             actor,
             TenantStatus::Suspended,
             TenantStatus::Active,
@@ -452,7 +449,7 @@ impl Provisioner {
     async fn transition(
         &self,
         code: &TenantCode,
-        action: &'static str,
+        kind: OperationKind,
         actor: &str,
         from: TenantStatus,
         to: TenantStatus,
@@ -465,12 +462,12 @@ impl Provisioner {
                 return Err(ProvisionError::WrongStatus {
                     code: code.clone(),
                     status: tenant.status,
-                    action,
+                    action: kind.as_str(),
                 });
             }
             let op = self
                 .catalog
-                .start_operation(Some(&tenant), action, actor, json!({ "reason": reason }))
+                .start_operation(Some(&tenant), kind, actor, json!({ "reason": reason }))
                 .await?;
             let admin = self.admin().await?;
             self.set_login(&admin, &tenant, to == TenantStatus::Active)
@@ -531,7 +528,7 @@ impl Provisioner {
             }
             let op = self
                 .catalog
-                .start_operation(Some(&tenant), "drop", actor, json!({}))
+                .start_operation(Some(&tenant), OperationKind::Drop, actor, json!({}))
                 .await?;
             self.catalog
                 .set_status(tenant.id, TenantStatus::Deleting, None)
@@ -564,7 +561,7 @@ impl Provisioner {
     /// The tenant with this code, unless it is gone (deleted or failed).
     async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, ProvisionError> {
         match self.catalog.tenant(code).await? {
-            Some(t) if !matches!(t.status, TenantStatus::Deleted | TenantStatus::Failed) => Ok(t),
+            Some(t) if t.status.is_live() => Ok(t),
             _ => Err(ProvisionError::NotFound(code.clone())),
         }
     }

@@ -30,15 +30,7 @@ pub async fn purge_prefix(admin: &Client, prefix: &str) -> Result<Purged, tokio_
     let mut purged = Purged::default();
     for row in admin.query(DATABASES, &[&pattern]).await? {
         let name: String = row.get(0);
-        let quoted = quote_ident(&name);
-        // Two statements: DROP DATABASE cannot run in a multi-statement batch.
-        let _ = admin
-            .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
-            .await;
-        match admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-            .await
-        {
+        match crate::template::drop_database(admin, &name).await {
             Ok(()) => purged.databases += 1,
             Err(e) => purged.failures.push(format!("database {name}: {e}")),
         }

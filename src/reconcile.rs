@@ -13,6 +13,7 @@
 
 use serde::Serialize;
 
+use crate::catalog::OperationKind;
 use crate::provision::{ProvisionError, Provisioner};
 use crate::tenant::{Tenant, TenantCode, TenantStatus};
 
@@ -118,7 +119,7 @@ async fn repair(
             let op = catalog
                 .start_operation(
                     Some(tenant),
-                    "reconcile",
+                    OperationKind::Reconcile,
                     "reconciler",
                     serde_json::json!({ "repair": "rollback_create" }),
                 )
@@ -132,7 +133,7 @@ async fn repair(
             let op = catalog
                 .start_operation(
                     Some(tenant),
-                    "reconcile",
+                    OperationKind::Reconcile,
                     "reconciler",
                     serde_json::json!({ "repair": "complete_drop" }),
                 )

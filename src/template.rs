@@ -12,16 +12,14 @@ use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, GlobalLock};
 use crate::ident::quote_ident;
 use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
 use crate::names::Names;
 use crate::server::{Server, ServerError};
-
-/// Second key of the catalog-wide lock held while a template is built.
-const TEMPLATE_LOCK: i32 = 1;
 
 /// The template could not be built or found.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +93,7 @@ impl TemplateKeeper {
         if is_sealed(&admin, &name).await? {
             return Ok((name, false));
         }
-        let lock = self.catalog.lock_global(TEMPLATE_LOCK).await?;
+        let lock = self.catalog.lock_global(GlobalLock::Template).await?;
         let built = if is_sealed(&admin, &name).await? {
             false
         } else {
@@ -199,20 +197,7 @@ impl TemplateKeeper {
             if name == current {
                 continue;
             }
-            let quoted = quote_ident(&name);
-            // Two round trips: DROP DATABASE cannot run in a multi-statement batch.
-            let unsealed = admin
-                .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
-                .await;
-            let dropped = match unsealed {
-                Ok(()) => {
-                    admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match dropped {
+            match drop_database(admin, &name).await {
                 Ok(()) => tracing::info!(database = %name, "dropped a stale template database"),
                 Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
                     tracing::warn!(database = %name, "stale template still in use; left for the next run");
@@ -222,6 +207,24 @@ impl TemplateKeeper {
         }
         Ok(())
     }
+}
+
+/// Drops the database `name` if it exists, template or not: unseals it
+/// first (PostgreSQL refuses to drop a template) and ends its sessions. The
+/// one way tenantd drops a database that may be a template.
+pub(crate) async fn drop_database(admin: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    let quoted = quote_ident(name);
+    // Two round trips: DROP DATABASE cannot run in a multi-statement batch.
+    match admin
+        .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
+        .await
+    {
+        Err(e) if e.code() != Some(&SqlState::UNDEFINED_DATABASE) => return Err(e),
+        _ => {}
+    }
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .await
 }
 
 async fn is_sealed(admin: &Object, name: &str) -> Result<bool, tokio_postgres::Error> {

@@ -174,6 +174,15 @@ text_enum!(
     }
 );
 
+impl TenantStatus {
+    /// Whether a tenant in this status still exists: every status but
+    /// `deleted` and `failed` (a gone tenant's code can be reused). The
+    /// catalog's SQL says the same with [`crate::catalog`]'s `GONE_STATUSES`.
+    pub fn is_live(self) -> bool {
+        !matches!(self, Self::Deleted | Self::Failed)
+    }
+}
+
 /// What an admin supplies to create a tenant.
 #[derive(Debug, Clone)]
 pub struct NewTenant {
@@ -290,5 +299,15 @@ mod tests {
             serde_json::to_string(&TenantStatus::Active).unwrap(),
             "\"active\""
         );
+    }
+
+    #[test]
+    fn only_deleted_and_failed_tenants_are_gone() {
+        let gone: Vec<TenantStatus> = TenantStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| !s.is_live())
+            .collect();
+        assert_eq!(gone, [TenantStatus::Deleted, TenantStatus::Failed]);
     }
 }

@@ -6,15 +6,33 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::operations::stored_enum;
 use super::{Catalog, CatalogError};
+
+stored_enum!(
+    /// What a fleet run did to one tenant (stored in
+    /// `fleet_run_tenants.outcome`, except `would_migrate`).
+    Outcome, "fleet_run_tenants.outcome", {
+        /// Migrations were applied.
+        Migrated => "migrated",
+        /// Already at the newest version (mostly known from the catalog, without a connection).
+        Current => "current",
+        /// A migration failed; the tenant keeps its previous version.
+        Failed => "failed",
+        /// Not migrated: not in a migratable status, ahead of the files, or the run stopped.
+        Skipped => "skipped",
+        /// Dry run: these migrations would be applied (never stored).
+        WouldMigrate => "would_migrate",
+    }
+);
 
 /// One tenant's result in a recorded fleet run.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetRunRow {
     /// The tenant's code.
     pub tenant_code: String,
-    /// `migrated`, `current`, `failed` or `skipped`.
-    pub outcome: String,
+    /// What happened to it.
+    pub outcome: Outcome,
     /// Version before the run.
     pub from_version: Option<i32>,
     /// Version after the run.
@@ -36,8 +54,8 @@ pub struct MigrationRecord<'a> {
     pub tenant_id: Uuid,
     /// Its code.
     pub tenant_code: &'a str,
-    /// `migrated`, `current`, `failed` or `skipped`.
-    pub outcome: &'a str,
+    /// What happened to it.
+    pub outcome: Outcome,
     /// Version before.
     pub from_version: Option<i32>,
     /// Version after.
@@ -125,7 +143,7 @@ impl Catalog {
                 &r.operation,
                 &r.tenant_id,
                 &r.tenant_code,
-                &r.outcome,
+                &r.outcome.as_str(),
                 &r.from_version,
                 &r.to_version,
                 &r.applied,
@@ -155,17 +173,18 @@ impl Catalog {
         const SQL: &str = "SELECT tenant_code, outcome, from_version, to_version, applied, error, \
              finished_at FROM fleet_run_tenants WHERE operation_id = $1 ORDER BY finished_at, tenant_code";
         let rows = self.client().await?.query(SQL, &[&operation]).await?;
-        Ok(rows
-            .iter()
-            .map(|row| FleetRunRow {
-                tenant_code: row.get(0),
-                outcome: row.get(1),
-                from_version: row.get(2),
-                to_version: row.get(3),
-                applied: row.get(4),
-                error: row.get(5),
-                finished_at: row.get(6),
+        rows.iter()
+            .map(|row| {
+                Ok(FleetRunRow {
+                    tenant_code: row.get(0),
+                    outcome: row.get::<_, &str>(1).parse()?,
+                    from_version: row.get(2),
+                    to_version: row.get(3),
+                    applied: row.get(4),
+                    error: row.get(5),
+                    finished_at: row.get(6),
+                })
             })
-            .collect())
+            .collect()
     }
 }

@@ -1,6 +1,10 @@
 //! Catalog reads and writes of the `operations` table (the audit log) by id:
 //! inserting an entry under an id chosen by the caller (so an HTTP response
 //! can name an operation before it is written) and reading one entry back.
+//!
+//! An entry's kind and status are [`OperationKind`] and [`OperationStatus`],
+//! stored as their text; a stored value tenantd does not know is an
+//! [`UnknownValue`] error on read, never a panic.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -8,15 +12,107 @@ use uuid::Uuid;
 use super::{Catalog, CatalogError};
 use crate::tenant::Tenant;
 
+/// A text column of the catalog holds a value this tenantd does not know
+/// (written by a newer version, or by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {column} {value:?} in the catalog; was it written by a newer tenantd?")]
+pub struct UnknownValue {
+    /// The column (`operations.kind`, …).
+    pub column: &'static str,
+    /// The value found.
+    pub value: String,
+}
+
+/// Declares a closed set of values stored as text in a catalog column: the
+/// enum, its stored text (`as_str`, `Display`, serde) and its parsing
+/// (`FromStr`, failing with [`UnknownValue`]).
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident, $column:literal, { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $(
+                $(#[$vmeta])*
+                #[serde(rename = $text)]
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// The value as stored in the catalog (and shown in JSON).
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::catalog::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err($crate::catalog::UnknownValue {
+                        column: $column,
+                        value: other.to_owned(),
+                    }),
+                }
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            /// Compares with a stored text.
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+pub(crate) use stored_enum;
+
+stored_enum!(
+    /// What an audit-log entry records.
+    OperationKind, "operations.kind", {
+        /// A tenant's creation.
+        Create => "create",
+        /// A tenant's drop.
+        Drop => "drop",
+        /// A tenant's suspension.
+        Suspend => "suspend",
+        /// A suspended tenant's resumption.
+        Resume => "resume",
+        /// A repair by the reconciler.
+        Reconcile => "reconcile",
+        /// A fleet migration run.
+        MigrateRun => "migrate_run",
+    }
+);
+
+stored_enum!(
+    /// Where an audit-log entry stands.
+    OperationStatus, "operations.status", {
+        /// Started, not ended.
+        Running => "running",
+        /// Ended without error.
+        Succeeded => "succeeded",
+        /// Ended with an error.
+        Failed => "failed",
+    }
+);
+
 /// One audit-log entry.
 #[derive(Debug, Clone)]
 pub struct OperationRow {
     /// Its id.
     pub id: Uuid,
-    /// What it did (`create`, `drop`, `migrate_run`, …).
-    pub kind: String,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
+    /// What it did.
+    pub kind: OperationKind,
+    /// Where it stands.
+    pub status: OperationStatus,
     /// The tenant it is about, if any.
     pub tenant_code: Option<String>,
     /// Who started it.
@@ -37,7 +133,7 @@ impl Catalog {
         &self,
         id: Uuid,
         tenant: Option<&Tenant>,
-        kind: &str,
+        kind: OperationKind,
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<(), CatalogError> {
@@ -46,7 +142,10 @@ impl Catalog {
         let (tenant_id, code) = (tenant.map(|t| t.id), tenant.map(|t| t.code.as_str()));
         self.client()
             .await?
-            .execute(SQL, &[&id, &tenant_id, &code, &kind, &actor, &detail])
+            .execute(
+                SQL,
+                &[&id, &tenant_id, &code, &kind.as_str(), &actor, &detail],
+            )
             .await?;
         Ok(())
     }
@@ -55,11 +154,13 @@ impl Catalog {
     pub async fn operation(&self, id: Uuid) -> Result<Option<OperationRow>, CatalogError> {
         const SQL: &str = "SELECT id, kind, status, tenant_code, actor, detail, error, started_at, \
              finished_at FROM operations WHERE id = $1";
-        let row = self.client().await?.query_opt(SQL, &[&id]).await?;
-        Ok(row.map(|row| OperationRow {
+        let Some(row) = self.client().await?.query_opt(SQL, &[&id]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(OperationRow {
             id: row.get(0),
-            kind: row.get(1),
-            status: row.get(2),
+            kind: row.get::<_, &str>(1).parse()?,
+            status: row.get::<_, &str>(2).parse()?,
             tenant_code: row.get(3),
             actor: row.get(4),
             detail: row.get(5),
@@ -67,5 +168,47 @@ impl Catalog {
             started_at: row.get(7),
             finished_at: row.get(8),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_round_trip() {
+        for kind in [
+            OperationKind::Create,
+            OperationKind::Drop,
+            OperationKind::Suspend,
+            OperationKind::Resume,
+            OperationKind::Reconcile,
+            OperationKind::MigrateRun,
+        ] {
+            assert_eq!(kind.as_str().parse::<OperationKind>(), Ok(kind));
+            assert_eq!(serde_json::json!(kind), kind.as_str());
+        }
+        for status in [
+            OperationStatus::Running,
+            OperationStatus::Succeeded,
+            OperationStatus::Failed,
+        ] {
+            assert_eq!(status.as_str().parse::<OperationStatus>(), Ok(status));
+        }
+        assert_eq!(OperationKind::MigrateRun.as_str(), "migrate_run");
+    }
+
+    #[test]
+    fn an_unknown_stored_value_is_an_error() {
+        let err = "rebalance".parse::<OperationKind>().unwrap_err();
+        assert_eq!(
+            err,
+            UnknownValue {
+                column: "operations.kind",
+                value: "rebalance".to_owned()
+            }
+        );
+        assert!(err.to_string().contains("\"rebalance\""));
+        assert!("paused".parse::<OperationStatus>().is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! administrator e-mail, settings). Its code, id, database and status are
 //! not changed here: the life cycle owns those.
 
-use super::{Catalog, CatalogError, TENANT_COLUMNS, tenant_from_row};
+use super::{Catalog, CatalogError, GONE_STATUSES, TENANT_COLUMNS, tenant_from_row};
 use crate::tenant::{Plan, Region, Tenant, TenantCode};
 
 /// Fields to change; `None` keeps the current value.
@@ -42,7 +42,7 @@ impl Catalog {
             "UPDATE tenants SET name = COALESCE($2, name), region = COALESCE($3, region), \
                plan = COALESCE($4, plan), admin_email = CASE WHEN $5 THEN $6 ELSE admin_email END, \
                settings = COALESCE($7, settings), updated_at = now() \
-             WHERE code = $1 AND status NOT IN ('deleted', 'failed') RETURNING {TENANT_COLUMNS}"
+             WHERE code = $1 AND status NOT IN {GONE_STATUSES} RETURNING {TENANT_COLUMNS}"
         );
         let row = self
             .client()

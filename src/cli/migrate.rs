@@ -63,7 +63,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Migrate this many tenants first; stop if any of them fails.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = RunOptions::default().canary)]
     pub canary: usize,
     /// Go on after a tenant fails (default: start no new tenant).
     #[arg(long)]
@@ -110,7 +110,7 @@ async fn run(orchestrator: &Orchestrator, args: RunArgs, json: bool) -> Result<(
         dry_run: args.dry_run,
         quarantine: !args.no_quarantine,
         actor: "cli".to_owned(),
-        operation_id: None,
+        ..RunOptions::default()
     };
     let observer = CliObserver::new(json);
     let summary = orchestrator.fleet().run(&options, &observer).await;

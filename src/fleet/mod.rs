@@ -27,22 +27,19 @@ pub use report::{
 };
 pub use status::{DatabaseStatus, FleetStatus, TemplateStatus, TenantMigrationStatus, TenantState};
 
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, OperationKind};
 use crate::migrate::{MigrateError, MigrationSet, SchemaSet};
 use crate::names::Names;
 use crate::server::{Server, ServerError};
 use crate::template::{TemplateError, TemplateKeeper};
 use crate::tenant::TenantCode;
 
-/// Second key of the catalog-wide advisory lock held by a fleet run
-/// (1 is the template's).
-const FLEET_RUN_LOCK: i32 = 2;
 /// Most tenants a run migrates at once, whatever the budget: each holds an
 /// AUTH connection for its life-cycle lock and briefly needs a second one,
 /// and the catalog pool has 16 (shared with the rest of the process).
 pub const MAX_RUN_CONCURRENCY: usize = 8;
 /// Kind of the `operations` row of a fleet run.
-pub const RUN_OPERATION_KIND: &str = "migrate_run";
+pub const RUN_OPERATION_KIND: OperationKind = OperationKind::MigrateRun;
 
 /// A fleet status or run could not be carried out.
 #[derive(Debug, thiserror::Error)]

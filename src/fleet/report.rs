@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use crate::catalog::Outcome;
 use crate::migrate::SchemaSet;
 use crate::tenant::TenantCode;
 
@@ -66,6 +67,8 @@ pub struct RunOptions {
 }
 
 impl Default for RunOptions {
+    /// The defaults of a run, the one definition that `tenantd migrate run`
+    /// and `POST /v1/migrations/run` both start from.
     fn default() -> Self {
         Self {
             sets: SetChoice::All,
@@ -77,35 +80,6 @@ impl Default for RunOptions {
             quarantine: true,
             actor: "library".to_owned(),
             operation_id: None,
-        }
-    }
-}
-
-/// What happened to one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Migrations were applied.
-    Migrated,
-    /// Already at the newest version (mostly known from the catalog, without a connection).
-    Current,
-    /// A migration failed; the tenant keeps its previous version.
-    Failed,
-    /// Not migrated: not in a migratable status, ahead of the files, or the run stopped.
-    Skipped,
-    /// Dry run: these migrations would be applied.
-    WouldMigrate,
-}
-
-impl Outcome {
-    /// As stored in the catalog.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Migrated => "migrated",
-            Self::Current => "current",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-            Self::WouldMigrate => "would_migrate",
         }
     }
 }

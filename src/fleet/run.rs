@@ -14,10 +14,10 @@ use uuid::Uuid;
 use super::report::elapsed_ms;
 use super::tenant::{plan, skipped};
 use super::{
-    DatabaseResult, FLEET_RUN_LOCK, Fleet, FleetError, Outcome, RUN_OPERATION_KIND, RunObserver,
-    RunOptions, RunSummary, TemplateResult, TenantResult,
+    DatabaseResult, Fleet, FleetError, Outcome, RUN_OPERATION_KIND, RunObserver, RunOptions,
+    RunSummary, TemplateResult, TenantResult,
 };
-use crate::catalog::TenantFilter;
+use crate::catalog::{GlobalLock, TenantFilter};
 use crate::migrate::{SchemaSet, history_version};
 use crate::tenant::Tenant;
 
@@ -47,7 +47,7 @@ impl Fleet {
         let start = Instant::now();
         let lock = match options.dry_run {
             true => None,
-            false => Some(self.catalog.lock_global(FLEET_RUN_LOCK).await?),
+            false => Some(self.catalog.lock_global(GlobalLock::FleetRun).await?),
         };
         let result = self.run_locked(options, observer, start).await;
         if let Some(lock) = lock {

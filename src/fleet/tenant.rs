@@ -168,7 +168,7 @@ impl Fleet {
             operation,
             tenant_id: tenant.id,
             tenant_code: tenant.code.as_str(),
-            outcome: result.outcome.as_str(),
+            outcome: result.outcome,
             from_version: result.from_version,
             to_version: result.to_version,
             applied: &result.applied,

@@ -253,9 +253,7 @@ fn tenant_unavailable(code: &crate::TenantCode, status: TenantStatus) -> ApiErro
         TenantStatus::Suspended => ApiError::forbidden(format!(
             "tenant {code} is suspended; an admin can resume it with POST /v1/tenants/{code}/resume"
         )),
-        TenantStatus::Deleted | TenantStatus::Failed => {
-            ApiError::not_found(format!("tenant {code} is {status}"))
-        }
+        _ if !status.is_live() => ApiError::not_found(format!("tenant {code} is {status}")),
         _ => ApiError::unavailable(format!(
             "tenant {code} is {status}; retry when it is active"
         )),

@@ -31,7 +31,7 @@ pub struct StatusQuery {
 }
 
 /// Which sets a run migrates.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunSets {
     /// The AUTH database.
@@ -41,17 +41,16 @@ pub enum RunSets {
     /// The template and every tenant database.
     Tenant,
     /// AUTH, SHARED, then the template and the tenants.
-    #[default]
     All,
 }
 
 /// Body of `POST /v1/migrations/run` (every member optional; the options
-/// of `tenantd migrate run`).
+/// of `tenantd migrate run`, with the defaults of [`RunOptions::default`]).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// Which sets (default `all`).
-    #[serde(default)]
+    #[serde(default = "defaults::sets")]
     pub sets: RunSets,
     /// Only these tenants (default: every live tenant).
     #[serde(default)]
@@ -61,35 +60,68 @@ pub struct RunRequest {
     #[schema(minimum = 1)]
     pub concurrency: Option<usize>,
     /// Migrate this many tenants first; stop if any of them fails.
-    #[serde(default)]
+    #[serde(default = "defaults::canary")]
     pub canary: usize,
     /// Go on after a tenant fails (default: start no new tenant).
-    #[serde(default)]
+    #[serde(default = "defaults::continue_on_error")]
     pub continue_on_error: bool,
     /// List what would run where and change nothing (no catalog row: the
     /// operation is known to this server process only).
-    #[serde(default)]
+    #[serde(default = "defaults::dry_run")]
     pub dry_run: bool,
     /// Refuse tenants whose migration failed until a run succeeds (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "defaults::quarantine")]
     pub quarantine: bool,
 }
 
-fn yes() -> bool {
-    true
+/// Each omitted member of a [`RunRequest`] takes [`RunOptions::default`]'s value.
+mod defaults {
+    use super::{RunOptions, RunSets};
+
+    pub(super) fn sets() -> RunSets {
+        RunOptions::default().sets.into()
+    }
+
+    pub(super) fn canary() -> usize {
+        RunOptions::default().canary
+    }
+
+    pub(super) fn continue_on_error() -> bool {
+        RunOptions::default().continue_on_error
+    }
+
+    pub(super) fn dry_run() -> bool {
+        RunOptions::default().dry_run
+    }
+
+    pub(super) fn quarantine() -> bool {
+        RunOptions::default().quarantine
+    }
 }
 
 impl Default for RunRequest {
-    /// What an empty body asks: every set, every tenant, the CLI's defaults.
+    /// What an empty body asks: the defaults of a run, as the CLI's.
     fn default() -> Self {
+        let defaults = RunOptions::default();
         Self {
-            sets: RunSets::All,
+            sets: defaults.sets.into(),
             tenants: Vec::new(),
-            concurrency: None,
-            canary: 0,
-            continue_on_error: false,
-            dry_run: false,
-            quarantine: true,
+            concurrency: defaults.concurrency,
+            canary: defaults.canary,
+            continue_on_error: defaults.continue_on_error,
+            dry_run: defaults.dry_run,
+            quarantine: defaults.quarantine,
+        }
+    }
+}
+
+impl From<SetChoice> for RunSets {
+    fn from(sets: SetChoice) -> Self {
+        match sets {
+            SetChoice::Auth => Self::Auth,
+            SetChoice::Shared => Self::Shared,
+            SetChoice::Tenant => Self::Tenant,
+            SetChoice::All => Self::All,
         }
     }
 }

@@ -22,7 +22,7 @@ use super::error::{ApiError, Problem};
 use super::extract::ApiPath;
 use super::runs::{RunEnd, RunView};
 use super::state::AppState;
-use crate::catalog::{FleetRunRow, OperationRow};
+use crate::catalog::{FleetRunRow, OperationKind, OperationRow, OperationStatus, Outcome};
 use crate::fleet::{RUN_OPERATION_KIND, RunProgress, TenantResult};
 
 /// An operation as the API shows it.
@@ -31,11 +31,11 @@ pub struct OperationBody {
     /// Its id.
     pub id: Uuid,
     /// What it does: `create`, `drop`, `migrate_run`, …
-    #[schema(example = "migrate_run")]
-    pub kind: String,
+    #[schema(value_type = String, example = "migrate_run")]
+    pub kind: OperationKind,
     /// `running`, `succeeded` or `failed` (a run where a tenant failed is `failed`).
-    #[schema(example = "running")]
-    pub status: String,
+    #[schema(value_type = String, example = "running")]
+    pub status: OperationStatus,
     /// The tenant it is about (none for a fleet run).
     pub tenant: Option<String>,
     /// Who started it (`api-key:<id>`, `cli`, …).
@@ -62,7 +62,8 @@ pub struct TenantResultBody {
     /// The tenant.
     pub tenant: String,
     /// `migrated`, `failed`, `skipped` or (dry run) `would_migrate`.
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: Outcome,
     /// Version before.
     pub from_version: Option<i32>,
     /// Version after.
@@ -93,7 +94,7 @@ impl From<TenantResult> for TenantResultBody {
     fn from(r: TenantResult) -> Self {
         Self {
             tenant: r.tenant.to_string(),
-            outcome: r.outcome.as_str().to_owned(),
+            outcome: r.outcome,
             from_version: r.from_version,
             to_version: r.to_version,
             applied: r.applied,
@@ -107,14 +108,14 @@ impl From<RunView> for OperationBody {
     /// A run known only to this process (no catalog row yet, or a dry run).
     fn from(run: RunView) -> Self {
         let (status, error, summary) = match &run.end {
-            None => ("running", None, None),
-            Some(RunEnd::Failed(e)) => ("failed", Some(e.clone()), None),
+            None => (OperationStatus::Running, None, None),
+            Some(RunEnd::Failed(e)) => (OperationStatus::Failed, Some(e.clone()), None),
             Some(RunEnd::Finished(s)) if !s.failed.is_empty() => (
-                "failed",
+                OperationStatus::Failed,
                 Some(format!("{} tenant(s) failed", s.failed.len())),
                 Some(s),
             ),
-            Some(RunEnd::Finished(s)) => ("succeeded", None, Some(s)),
+            Some(RunEnd::Finished(s)) => (OperationStatus::Succeeded, None, Some(s)),
         };
         let mut detail = json!({ "options": &run.options });
         if let Some(summary) = summary {
@@ -123,8 +124,8 @@ impl From<RunView> for OperationBody {
         let results = run.results.unwrap_or_default();
         Self {
             id: run.id,
-            kind: RUN_OPERATION_KIND.to_owned(),
-            status: status.to_owned(),
+            kind: RUN_OPERATION_KIND,
+            status,
             tenant: None,
             actor: run.options.actor.clone(),
             started_at: run.started_at,
@@ -213,11 +214,11 @@ fn recorded_progress(detail: &Value, results: &[FleetRunRow]) -> RunProgress {
         ..RunProgress::default()
     };
     for r in results {
-        match r.outcome.as_str() {
-            "migrated" => progress.migrated += 1,
-            "failed" => progress.failed += 1,
-            "skipped" => progress.skipped += 1,
-            _ => progress.current += 1,
+        match r.outcome {
+            Outcome::Migrated => progress.migrated += 1,
+            Outcome::Failed => progress.failed += 1,
+            Outcome::Skipped => progress.skipped += 1,
+            Outcome::Current | Outcome::WouldMigrate => progress.current += 1,
         }
     }
     progress

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use super::graph::{Graph, describe, owner_from};
 use super::schema::Schema;
-use super::{Class, LegacyConfig, LegacyError, Source, normalise_code};
+use super::{Class, LegacyConfig, LegacyError, Source, normalise_code, read_societes};
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
 
@@ -220,24 +220,14 @@ async fn conflicts(
 }
 
 async fn societes(src: &Client, config: &LegacyConfig) -> Result<Vec<SocieteAudit>, LegacyError> {
-    let s = &config.societe;
-    let sql = format!(
-        "SELECT {}::text, {}::text FROM {} ORDER BY 1",
-        quote_ident(&s.key),
-        quote_ident(&s.code_column),
-        quote_ident(&s.table)
-    );
-    let rows = src
-        .query(&sql, &[])
-        .await
-        .map_err(LegacyError::db("read the sociétés"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let code: String = r.get(1);
+    Ok(read_societes(src, config)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let code = s.code;
             let tenant_code = normalise_code(&code);
             SocieteAudit {
-                key: r.get(0),
+                key: s.key,
                 valid: TenantCode::parse(&tenant_code).is_ok(),
                 code,
                 tenant_code,

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use super::graph::Graph;
 use super::progress::Progress;
 use super::schema::Schema;
-use super::{Class, LegacyConfig, LegacyError, Source, normalise_code, tools};
+use super::{Class, LegacyConfig, LegacyError, Source, normalise_code, read_societes, tools};
 use crate::Orchestrator;
 use crate::ident::quote_ident;
 use crate::migrate::{MigrationSet, SchemaSet};
@@ -196,19 +196,10 @@ async fn check_targets(
     src: &Client,
     report: &mut CheckReport,
 ) -> Result<(), LegacyError> {
-    let s = &config.societe;
-    let sql = format!(
-        "SELECT {}::text FROM {}",
-        quote_ident(&s.code_column),
-        quote_ident(&s.table)
-    );
-    let rows = src
-        .query(&sql, &[])
-        .await
-        .map_err(LegacyError::db("read the sociétés"))?;
-    let mut codes: Vec<String> = rows
+    let mut codes: Vec<String> = read_societes(src, config)
+        .await?
         .iter()
-        .map(|r| normalise_code(&r.get::<_, String>(0)))
+        .map(|s| normalise_code(&s.code))
         .collect();
     codes.push(config.default_societe.code.clone());
     let server = orchestrator.server();

@@ -1,10 +1,11 @@
 //! The `tenantd legacy <step> --config FILE` command line: argument types and
-//! output only; every step is a library call.
+//! output only (the run's progress bar among it); every step is a library call.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::{LegacyConfig, LegacyError};
@@ -112,11 +113,10 @@ pub async fn execute(
             crash_after_tables,
         } => {
             let options = super::run::RunOptions {
-                progress,
                 #[cfg(feature = "testing")]
                 crash_after_tables,
             };
-            run(orchestrator, &load(&config)?, &options, json).await?;
+            run(orchestrator, &load(&config)?, &options, progress, json).await?;
         }
         LegacyCommand::Verify(c) => verify(orchestrator, &load(&c)?, json).await?,
         LegacyCommand::Rollback {
@@ -144,9 +144,13 @@ async fn run(
     orchestrator: &Orchestrator,
     config: &LegacyConfig,
     options: &super::run::RunOptions,
+    progress: bool,
     json: bool,
 ) -> Result<(), LegacyError> {
-    let report = super::run::run(orchestrator, config, options).await?;
+    let bar = BarObserver::new(progress);
+    let report = super::run::run_observed(orchestrator, config, options, &bar).await;
+    bar.0.finish_and_clear();
+    let report = report?;
     let text = format!(
         "split {} into {} tenants: {} tenant rows and {} shared rows copied ({} tables copied, {} resumed) in {} ms",
         report.source,
@@ -172,6 +176,38 @@ async fn verify(
         Ok(())
     } else {
         Err(LegacyError::VerifyFailed(report.mismatches.len()))
+    }
+}
+
+/// Draws the run's copy as a bar of tables (hidden unless `visible`).
+struct BarObserver(ProgressBar);
+
+impl BarObserver {
+    fn new(visible: bool) -> Self {
+        if !visible {
+            return Self(ProgressBar::hidden());
+        }
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tables {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Self(bar)
+    }
+}
+
+impl super::run::RunObserver for BarObserver {
+    fn planned(&self, units: u64) {
+        self.0.set_length(units);
+    }
+
+    fn advanced(&self, units: u64) {
+        self.0.inc(units);
+    }
+
+    fn copying(&self, tenant: &str, table: &str) {
+        self.0.set_message(format!("{tenant} {table}"));
     }
 }
 

@@ -55,7 +55,7 @@ pub(super) async fn copy_tenants(
     drop(client);
     let names: Vec<&str> = plans.iter().map(|p| p.table.as_str()).collect();
     let in_source: HashSet<String> = copy::non_empty(src, &names).await?.into_iter().collect();
-    ctx.bar.set_length((plans.len() * tenants.len()) as u64);
+    ctx.observer.planned((plans.len() * tenants.len()) as u64);
     let provisioning = Semaphore::new(MAX_PARALLEL_PROVISIONING);
     let rows: Vec<u64> = futures::stream::iter(tenants.iter().map(|(tenant, name)| async {
         {
@@ -135,13 +135,13 @@ async fn copy_tenant(
         .iter()
         .filter(|p| !ctx.done.contains(&(code.clone(), p.table.clone())))
         .collect();
-    ctx.bar.inc((plans.len() - todo.len()) as u64);
+    ctx.observer.advanced((plans.len() - todo.len()) as u64);
     // Tables empty in the whole source are done at once, for every tenant.
     let (todo, empty): (Vec<&TablePlan>, Vec<&TablePlan>) =
         todo.into_iter().partition(|p| in_source.contains(&p.table));
     let empty: Vec<String> = empty.iter().map(|p| p.table.clone()).collect();
     ctx.progress.mark_empty(code, &empty).await?;
-    ctx.bar.inc(empty.len() as u64);
+    ctx.observer.advanced(empty.len() as u64);
     if todo.is_empty() {
         return Ok(0);
     }
@@ -150,7 +150,7 @@ async fn copy_tenant(
     let leftovers: HashSet<String> = copy::non_empty(&dst, &names).await?.into_iter().collect();
     let mut total = 0;
     for plan in todo {
-        ctx.bar.set_message(format!("{code} {}", plan.table));
+        ctx.observer.copying(code, &plan.table);
         let started = Instant::now();
         let condition = owner_condition(
             &plan.owner(),
@@ -179,7 +179,7 @@ async fn copy_tenant(
         ctx.progress
             .mark_done(code, &plan.table, i64::try_from(rows).unwrap_or(i64::MAX))
             .await?;
-        ctx.bar.inc(1);
+        ctx.observer.advanced(1);
         total += rows;
     }
     Ok(total)

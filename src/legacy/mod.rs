@@ -192,6 +192,45 @@ impl Source {
     }
 }
 
+/// One row of the source's société table (`[societe]` in the config).
+#[derive(Debug, Clone)]
+pub struct SourceSociete {
+    /// Its key (what the tenant tables' foreign keys refer to), as text.
+    pub key: String,
+    /// Its code as the source spells it (see [`normalise_code`]).
+    pub code: String,
+    /// Its display name, if the source has one.
+    pub name: Option<String>,
+}
+
+/// Every société of the source, by key: the one query of the société table
+/// that audit, check and run share.
+pub async fn read_societes(
+    src: &Client,
+    config: &LegacyConfig,
+) -> Result<Vec<SourceSociete>, LegacyError> {
+    let s = &config.societe;
+    let sql = format!(
+        "SELECT {}::text, {}::text, {}::text FROM {} ORDER BY 1",
+        crate::ident::quote_ident(&s.key),
+        crate::ident::quote_ident(&s.code_column),
+        crate::ident::quote_ident(&s.name_column),
+        crate::ident::quote_ident(&s.table)
+    );
+    let rows = src
+        .query(&sql, &[])
+        .await
+        .map_err(LegacyError::db("read the sociétés"))?;
+    Ok(rows
+        .iter()
+        .map(|row| SourceSociete {
+            key: row.get(0),
+            code: row.get(1),
+            name: row.get(2),
+        })
+        .collect())
+}
+
 /// Writes `value` as pretty JSON to `path`, creating its directory.
 pub fn write_json<T: serde::Serialize>(
     path: &std::path::Path,

@@ -16,7 +16,7 @@ use super::progress::{Progress, RunTenant};
 use super::{LegacyConfig, LegacyError, Source, clean, identity, tools, verify};
 use crate::Orchestrator;
 use crate::ident::quote_ident;
-use crate::tenant::{TenantCode, TenantStatus};
+use crate::tenant::TenantCode;
 
 /// What a rollback does (or would do, with `--validate`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -146,7 +146,7 @@ pub async fn rollback(
         let live = orchestrator
             .tenant(&code)
             .await
-            .is_ok_and(|t| !matches!(t.status, TenantStatus::Deleted | TenantStatus::Failed));
+            .is_ok_and(|t| t.status.is_live());
         if live {
             orchestrator.drop_tenant(&code).await?;
         }
@@ -205,15 +205,7 @@ async fn database_exists(admin: &Client, name: &str) -> Result<bool, LegacyError
 }
 
 async fn drop_database(admin: &Client, db: &str) -> Result<(), LegacyError> {
-    let quoted = quote_ident(db);
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE {quoted} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true"
-        ))
-        .await
-        .map_err(LegacyError::db(format!("unseal database {db}")))?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+    crate::template::drop_database(admin, db)
         .await
         .map_err(LegacyError::db(format!("drop database {db}")))
 }

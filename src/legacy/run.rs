@@ -7,12 +7,14 @@
 //! Every unit of copy is recorded in AUTH when done; a unit not recorded is
 //! emptied and copied again inside one target transaction, so a run killed
 //! at any moment and started again ends with the same rows, none twice.
+//!
+//! Progress goes to a [`RunObserver`]; this module prints nothing (the
+//! command line draws the bar).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -20,7 +22,10 @@ use super::copy::{self, TablePlan};
 use super::graph::Graph;
 use super::progress::{AUTH_TARGET, Progress, RunTenant, SHARED_TARGET};
 use super::schema::Schema;
-use super::{LegacyConfig, LegacyError, Source, fanout, identity, infra, normalise_code};
+use super::{
+    LegacyConfig, LegacyError, Source, SourceSociete, fanout, identity, infra, normalise_code,
+    read_societes,
+};
 use crate::Orchestrator;
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
@@ -28,13 +33,29 @@ use crate::tenant::TenantCode;
 /// How `run` behaves.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Show progress bars (on a terminal, without `--json`).
-    pub progress: bool,
     /// Testing only (feature `testing`): abort the process after this many
     /// tables are copied (committed in the tenant database, not yet recorded in AUTH).
     #[cfg(feature = "testing")]
     pub crash_after_tables: Option<usize>,
 }
+
+/// Receives a run's progress as the copy goes (every method defaults to
+/// doing nothing). Units are table copies: one per tenant table per tenant.
+pub trait RunObserver: Send + Sync {
+    /// The copy has `units` units in all.
+    fn planned(&self, _units: u64) {}
+    /// `units` more units are done (copied now, done by an earlier
+    /// invocation, or empty in the source).
+    fn advanced(&self, _units: u64) {}
+    /// The table `table` of tenant `tenant` is being copied.
+    fn copying(&self, _tenant: &str, _table: &str) {}
+}
+
+/// A [`RunObserver`] that ignores the progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl RunObserver for NoProgress {}
 
 /// What `run` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -70,15 +91,25 @@ pub(super) struct Ctx<'a> {
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(super) options: &'a RunOptions,
     pub(super) copied: AtomicUsize,
-    pub(super) bar: ProgressBar,
+    pub(super) observer: &'a dyn RunObserver,
 }
 
-/// Runs (or resumes) the split.
-#[tracing::instrument(skip_all)]
+/// Runs (or resumes) the split, reporting no progress.
 pub async fn run(
     orchestrator: &Orchestrator,
     config: &LegacyConfig,
     options: &RunOptions,
+) -> Result<RunReport, LegacyError> {
+    run_observed(orchestrator, config, options, &NoProgress).await
+}
+
+/// Runs (or resumes) the split, reporting the copy's progress to `observer`.
+#[tracing::instrument(skip_all)]
+pub async fn run_observed(
+    orchestrator: &Orchestrator,
+    config: &LegacyConfig,
+    options: &RunOptions,
+    observer: &dyn RunObserver,
 ) -> Result<RunReport, LegacyError> {
     let started = Instant::now();
     let source = Source::new(config)?;
@@ -116,7 +147,7 @@ pub async fn run(
         done,
         options,
         copied: AtomicUsize::new(0),
-        bar: bar(options.progress),
+        observer,
     };
     report.shared_rows = copy_shared(&ctx, &src, &schema, &graph).await?;
     tracing::info!(
@@ -130,7 +161,6 @@ pub async fn run(
     );
     let ids = tenant_ids(orchestrator, &tenants).await?;
     report.memberships = identity::copy_memberships(&src, &auth, config, &ids).await?;
-    ctx.bar.finish_and_clear();
     ctx.progress
         .mark_done(AUTH_TARGET, "users", report.users)
         .await?;
@@ -157,19 +187,6 @@ async fn prepare_targets(
     Ok(())
 }
 
-fn bar(visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tables {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
 /// The tenants of the run: one per source société plus the default société
 /// (unless it is one of them). Recorded in AUTH before anything is created.
 pub async fn plan_tenants(
@@ -177,22 +194,21 @@ pub async fn plan_tenants(
     config: &LegacyConfig,
     progress: &Progress<'_>,
 ) -> Result<Vec<(RunTenant, String)>, LegacyError> {
-    let s = &config.societe;
-    let sql = format!(
-        "SELECT {}::text, {}::text, {}::text FROM {} ORDER BY 1",
-        quote_ident(&s.key),
-        quote_ident(&s.code_column),
-        quote_ident(&s.name_column),
-        quote_ident(&s.table)
-    );
-    let rows = src
-        .query(&sql, &[])
-        .await
-        .map_err(LegacyError::db("read the sociétés"))?;
+    let societes = read_societes(src, config).await?;
     let default = config.default_code()?;
     let mut tenants: Vec<(RunTenant, String)> = Vec::new();
-    for row in &rows {
-        let (key, raw, name): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    for societe in societes {
+        let SourceSociete {
+            key,
+            code: raw,
+            name,
+        } = societe;
+        let name = name.ok_or_else(|| {
+            LegacyError::Refused(format!(
+                "société {raw:?} has no {}; give it a name in the source",
+                config.societe.name_column
+            ))
+        })?;
         let code = normalise_code(&raw);
         TenantCode::parse(&code).map_err(|e| {
             LegacyError::Refused(format!(

@@ -8,30 +8,10 @@ use tokio::process::Command;
 
 use super::LegacyError;
 
-/// The directory holding `program`, if any.
+/// The path of `program`, if any (see [`crate::devcluster`]'s search).
 pub async fn find(program: &str) -> Result<PathBuf, LegacyError> {
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output().await {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if out.status.success() && dir.join(program).exists() {
-            return Ok(dir.join(program));
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, bin)| bin.join(program).exists())
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin.join(program));
-    }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(program))
-        .find(|path| path.exists())
+    crate::devcluster::find_program(program)
+        .await
         .ok_or_else(|| LegacyError::Tool {
             program: program.to_owned(),
             output:

@@ -9,9 +9,6 @@ use crate::apikey::{ApiKeyError, ApiKeyRecord, ApiKeyScope, IssuedApiKey, NewKey
 use crate::error::Error;
 use crate::tenant::TenantCode;
 
-/// Advisory-lock object (global class) serialising the bootstrap key.
-const BOOTSTRAP_LOCK: i32 = 0x4B45;
-
 impl Orchestrator {
     /// Creates an API key named `name`: admin-scoped, or bound to the live
     /// tenant `tenant` (required for, and only for, a tenant key). The
@@ -74,7 +71,9 @@ impl Orchestrator {
     /// admin key (serialised across processes: at most one is made).
     pub async fn issue_bootstrap_key(&self) -> Result<Option<IssuedApiKey>, Error> {
         let catalog = &self.inner.catalog;
-        let lock = catalog.lock_global(BOOTSTRAP_LOCK).await?;
+        let lock = catalog
+            .lock_global(crate::catalog::GlobalLock::BootstrapKey)
+            .await?;
         let result = async {
             if catalog.admin_key_count().await? > 0 {
                 return Ok(None);

@@ -25,7 +25,7 @@ use crate::provision::CrashPoint;
 use crate::provision::{ProvisionPath, Provisioner};
 use crate::reconcile::{ReconcileReport, reconcile};
 use crate::server::Server;
-use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+use crate::tenant::{NewTenant, Tenant, TenantCode};
 
 pub use observe::TenantConnectionCounts;
 
@@ -453,11 +453,9 @@ impl Orchestrator {
 
     async fn live_tenant(&self, code: &TenantCode) -> Result<Tenant, Error> {
         let tenant = self.tenant(code).await?;
-        match tenant.status {
-            TenantStatus::Deleted | TenantStatus::Failed => {
-                Err(crate::provision::ProvisionError::NotFound(code.clone()).into())
-            }
-            _ => Ok(tenant),
+        match tenant.status.is_live() {
+            false => Err(crate::provision::ProvisionError::NotFound(code.clone()).into()),
+            true => Ok(tenant),
         }
     }
 }
