@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
-use tokio_postgres::error::SqlState;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::ident::quote_ident;
@@ -202,7 +201,7 @@ impl TemplateKeeper {
             };
             match dropped {
                 Ok(()) => tracing::info!(database = %name, "dropped a stale template database"),
-                Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
+                Err(e) if crate::pg_error::is_object_in_use(&e) => {
                     tracing::warn!(database = %name, "stale template still in use; left for the next run");
                 }
                 Err(e) => return Err(e.into()),
