@@ -1,16 +1,20 @@
 //! API keys as domain values: their scope, how a new secret is made and how
 //! it is hashed. The secret is shown once to whoever creates the key; the
 //! catalog keeps only its SHA-256 hash and a short display prefix. Nothing
-//! here talks to a database ([`crate::catalog`] stores the keys).
+//! here talks to a database (the catalog stores the keys).
 
 use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
+use crate::error_kind::{Classify, ErrorKind};
 use crate::secret::sha256;
+use crate::tenant::{Plan, TenantCode};
 
 /// Every key starts with this, so a leaked key is recognisable in logs and scanners.
 pub const KEY_PREFIX: &str = "tdk_";
@@ -59,6 +63,70 @@ impl FromStr for ApiKeyScope {
             other => Err(InvalidScope(other.to_owned())),
         }
     }
+}
+
+/// An API key as recorded in the catalog (without its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyRecord {
+    /// Identifier.
+    pub id: Uuid,
+    /// Human name.
+    pub name: String,
+    /// First characters of the key, for display.
+    pub key_prefix: String,
+    /// What it may do.
+    pub scope: ApiKeyScope,
+    /// The tenant a tenant-scoped key is bound to.
+    pub tenant_id: Option<Uuid>,
+    /// That tenant's code.
+    pub tenant_code: Option<TenantCode>,
+    /// That tenant's plan (drives its rate limit).
+    #[serde(skip)]
+    pub tenant_plan: Option<Plan>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Revocation time; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A key just issued: its record and its secret, shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedApiKey {
+    /// What the catalog keeps.
+    pub record: ApiKeyRecord,
+    /// The full key (`tdk_…`), sent as `Authorization: Bearer <key>`; not stored.
+    pub secret: String,
+}
+
+/// Longest key name, in characters.
+pub const MAX_KEY_NAME_LEN: usize = 200;
+
+/// Why a key could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    /// The name is empty (after trimming) or too long.
+    #[error("name: must be 1 to {MAX_KEY_NAME_LEN} characters")]
+    InvalidName,
+    /// A tenant key without its tenant, or an admin key with one.
+    #[error("tenant: required for a tenant key, refused for an admin key")]
+    TenantMismatch,
+}
+
+impl Classify for ApiKeyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidName | Self::TenantMismatch => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+/// A key name, trimmed, checked for length.
+pub fn key_name(name: &str) -> Result<&str, ApiKeyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_KEY_NAME_LEN {
+        return Err(ApiKeyError::InvalidName);
+    }
+    Ok(name)
 }
 
 /// A freshly generated key: the secret (shown once) and what the catalog keeps.

@@ -5,6 +5,7 @@
 //! SQL lives here as `const` strings with bind parameters; nothing else in the
 //! crate queries the catalog tables.
 
+use crate::error_kind::{Classify, ErrorKind};
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -16,10 +17,10 @@ pub use fleet::{FleetRunRow, MigrationRecord};
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
 
 mod api_keys;
+mod health;
 mod operations;
 mod tenant_patch;
 
-pub use api_keys::ApiKeyRecord;
 pub use operations::OperationRow;
 pub use tenant_patch::TenantPatch;
 
@@ -45,6 +46,17 @@ pub enum CatalogError {
     /// A row holds a value tenantd does not understand.
     #[error("catalog row is invalid: {0}")]
     Corrupt(#[from] TenantError),
+}
+
+impl Classify for CatalogError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unavailable(e) => e.kind(),
+            Self::AlreadyExists(_) => ErrorKind::Conflict,
+            Self::Db(e) => e.kind(),
+            Self::Corrupt(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 impl From<PoolError> for CatalogError {

@@ -18,9 +18,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::config::ConfigError;
 use crate::config::{ServerSource, Settings};
 use crate::devcluster::DevCluster;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Classify, Error, ErrorKind};
+use crate::http::ServeError;
+use crate::legacy::LegacyError;
 use crate::provision::{CrashPoint, ProvisionPath};
 use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};
 use crate::{Orchestrator, TenantFilter};
@@ -188,6 +191,37 @@ pub enum DevCommand {
     Stop,
 }
 
+/// What a command can fail with: the library's error, a legacy split
+/// step's, or the HTTP server's.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An orchestrator call failed.
+    #[error(transparent)]
+    Library(#[from] Error),
+    /// A legacy split step failed.
+    #[error(transparent)]
+    Legacy(#[from] LegacyError),
+    /// `tenantd serve` could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+impl From<ConfigError> for CliError {
+    fn from(error: ConfigError) -> Self {
+        Self::Library(error.into())
+    }
+}
+
+impl Classify for CliError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Library(e) => e.kind(),
+            Self::Legacy(e) => e.kind(),
+            Self::Serve(e) => e.kind(),
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let json = cli.json;
@@ -211,7 +245,7 @@ pub fn exit_code(kind: ErrorKind) -> u8 {
     }
 }
 
-fn report_error(error: &Error, json: bool) {
+fn report_error(error: &CliError, json: bool) {
     if json {
         let body = serde_json::json!({ "error": error.to_string(), "kind": format!("{:?}", error.kind()) });
         println!("{body}");
@@ -220,13 +254,13 @@ fn report_error(error: &Error, json: bool) {
     }
 }
 
-async fn execute(cli: Cli) -> Result<(), Error> {
+async fn execute(cli: Cli) -> Result<(), CliError> {
     let settings = Settings::from_env()?;
     if let Command::Dev(command) = &cli.command {
-        return dev(&settings, command, cli.json).await;
+        return Ok(dev(&settings, command, cli.json).await?);
     }
     if let Command::Serve = &cli.command {
-        return crate::http::serve::serve(settings, cli.json).await;
+        return Ok(crate::http::serve::serve(settings, cli.json).await?);
     }
     let crash_at = match cli.crash_at.as_deref() {
         Some(text) => Some(
@@ -245,7 +279,11 @@ async fn execute(cli: Cli) -> Result<(), Error> {
     result
 }
 
-async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> Result<(), Error> {
+async fn dispatch(
+    orchestrator: &Orchestrator,
+    command: Command,
+    json: bool,
+) -> Result<(), CliError> {
     match command {
         Command::Init => {
             let report = orchestrator.init().await?;
@@ -268,19 +306,19 @@ async fn dispatch(orchestrator: &Orchestrator, command: Command, json: bool) -> 
                     }
                 )
             };
-            print(json, &report, &text)
+            Ok(print(json, &report, &text)?)
         }
         Command::Reconcile => {
             let report = orchestrator.reconcile().await?;
-            print(json, &report, &report.to_string())
+            Ok(print(json, &report, &report.to_string())?)
         }
-        Command::Tenant(command) => tenant(orchestrator, command, json).await,
+        Command::Tenant(command) => Ok(tenant(orchestrator, command, json).await?),
         Command::Legacy(command) => {
             Ok(crate::legacy::command::execute(orchestrator, command, json).await?)
         }
-        Command::Apikey(command) => apikey(orchestrator, command, json).await,
+        Command::Apikey(command) => Ok(apikey(orchestrator, command, json).await?),
         Command::Dev(_) | Command::Serve => Ok(()),
-        Command::Migrate(command) => migrate::migrate(orchestrator, command, json).await,
+        Command::Migrate(command) => Ok(migrate::migrate(orchestrator, command, json).await?),
     }
 }
 
@@ -388,12 +426,14 @@ async fn apikey(
         .into());
     }
     orchestrator.init().await?;
-    let issued = crate::http::api_keys::issue(orchestrator, &name, scope, tenant.as_ref()).await?;
+    let issued = orchestrator
+        .issue_api_key(&name, scope, tenant.as_ref())
+        .await?;
     let text = format!(
         "created {scope} key {} ({}); its secret is shown once, store it now:\n{}",
-        issued.key.id, issued.key.prefix, issued.key_secret
+        issued.record.id, issued.record.key_prefix, issued.secret
     );
-    print(json, &issued, &text)
+    print(json, &crate::http::api_keys::IssuedKey::from(issued), &text)
 }
 
 async fn dev(settings: &Settings, command: &DevCommand, json: bool) -> Result<(), Error> {

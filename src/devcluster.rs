@@ -6,6 +6,7 @@
 //! refuses to run as root). The cluster listens on 127.0.0.1 on a port chosen
 //! at initdb time, with trust authentication: it is for development only.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,14 @@ pub enum DevClusterError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Classify for DevClusterError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NoPostgres | Self::Command { .. } | Self::Io { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A private cluster under a directory.

@@ -1,9 +1,13 @@
-//! The library's error: what any [`crate::Orchestrator`] call can fail with,
-//! and the [`ErrorKind`] that callers (CLI exit codes, HTTP statuses) map.
+//! The library's error: what any [`crate::Orchestrator`] call can fail with.
+//! Its class ([`ErrorKind`], for CLI exit codes and HTTP statuses) is the
+//! class of the module error it wraps: each module classifies its own errors
+//! ([`Classify`]), and this file only delegates.
 
+use crate::apikey::ApiKeyError;
 use crate::catalog::CatalogError;
 use crate::config::ConfigError;
 use crate::devcluster::DevClusterError;
+pub use crate::error_kind::{Classify, ErrorKind};
 use crate::fleet::FleetError;
 use crate::migrate::MigrateError;
 use crate::provision::ProvisionError;
@@ -20,6 +24,9 @@ pub enum Error {
     /// An input value (code, region, plan…) is invalid.
     #[error(transparent)]
     InvalidInput(#[from] TenantError),
+    /// An API key could not be issued as asked.
+    #[error(transparent)]
+    ApiKey(#[from] ApiKeyError),
     /// The embedded dev cluster failed.
     #[error(transparent)]
     DevCluster(#[from] DevClusterError),
@@ -80,36 +87,9 @@ pub enum Error {
     /// An admin statement failed.
     #[error("PostgreSQL refused an administrative statement: {0}")]
     Db(#[from] tokio_postgres::Error),
-    /// A legacy split step failed.
-    #[error(transparent)]
-    Legacy(Box<crate::legacy::LegacyError>),
-    /// The HTTP server could not start or failed.
-    #[error(transparent)]
-    Serve(#[from] crate::http::ServeError),
     /// A fleet migration run failed or left tenants failed.
     #[error(transparent)]
     Fleet(#[from] FleetError),
-}
-
-impl From<crate::legacy::LegacyError> for Error {
-    fn from(e: crate::legacy::LegacyError) -> Self {
-        Self::Legacy(Box::new(e))
-    }
-}
-
-/// Broad classes of [`Error`], for exit codes and HTTP statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Bad settings or input: fix the call (exit 2, HTTP 400/422).
-    InvalidInput,
-    /// The tenant does not exist (exit 3, HTTP 404).
-    NotFound,
-    /// The request conflicts with the current state (exit 4, HTTP 409).
-    Conflict,
-    /// The server or a dependency is unreachable; retry later (exit 5, HTTP 503).
-    Unavailable,
-    /// Anything else (exit 1, HTTP 500).
-    Internal,
 }
 
 impl Error {
@@ -121,47 +101,30 @@ impl Error {
         }
     }
 
-    /// The class of this error.
+    /// The class of this error (see [`Classify`]).
     pub fn kind(&self) -> ErrorKind {
+        Classify::kind(self)
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
         match self {
-            Self::Config(_) | Self::InvalidInput(_) => ErrorKind::InvalidInput,
-            Self::Migrate(
-                MigrateError::MissingSet { .. }
-                | MigrateError::Load { .. }
-                | MigrateError::Empty { .. },
-            ) => ErrorKind::InvalidInput,
-            Self::Provision(ProvisionError::NotFound(_)) => ErrorKind::NotFound,
-            Self::Provision(
-                ProvisionError::AlreadyExists(_)
-                | ProvisionError::WrongStatus { .. }
-                | ProvisionError::NameTaken { .. },
-            )
-            | Self::TenantUnavailable { .. } => ErrorKind::Conflict,
-            Self::Server(_)
-            | Self::UnderMaintenance { .. }
-            | Self::Busy { .. }
-            | Self::Connection { .. }
-            | Self::Catalog(CatalogError::Unavailable(_))
-            | Self::Provision(
-                ProvisionError::Server(_)
-                | ProvisionError::ShuttingDown
-                | ProvisionError::Catalog(CatalogError::Unavailable(_))
-                | ProvisionError::Template(
-                    TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
-                ),
-            )
-            | Self::Template(
-                TemplateError::Server(_) | TemplateError::Catalog(CatalogError::Unavailable(_)),
-            ) => ErrorKind::Unavailable,
-            Self::Catalog(CatalogError::AlreadyExists(_)) => ErrorKind::Conflict,
-            Self::Legacy(e) => e.kind(),
-            Self::Serve(e) => e.kind(),
-            Self::Fleet(FleetError::UnknownTenant(_)) => ErrorKind::NotFound,
-            Self::Fleet(FleetError::AuthBehind { .. }) => ErrorKind::Conflict,
-            Self::Fleet(
-                FleetError::Server(_) | FleetError::Catalog(CatalogError::Unavailable(_)),
-            ) => ErrorKind::Unavailable,
-            _ => ErrorKind::Internal,
+            Self::Config(e) => e.kind(),
+            Self::InvalidInput(e) => e.kind(),
+            Self::ApiKey(e) => e.kind(),
+            Self::DevCluster(e) => e.kind(),
+            Self::Server(e) => e.kind(),
+            Self::Catalog(e) => e.kind(),
+            Self::Migrate(e) => e.kind(),
+            Self::Template(e) => e.kind(),
+            Self::Provision(e) => e.kind(),
+            Self::Fleet(e) => e.kind(),
+            Self::Db(e) => e.kind(),
+            Self::TenantUnavailable { .. } => ErrorKind::Conflict,
+            Self::UnderMaintenance { .. } | Self::Connection { .. } | Self::Busy { .. } => {
+                ErrorKind::Unavailable
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! template) are migrated as [`TENANT_OBJECT_OWNER`] so that what is created
 //! belongs to whoever owns the database: the tenant's role.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,18 @@ pub enum MigrateError {
         #[source]
         source: tokio_postgres::Error,
     },
+}
+
+impl Classify for MigrateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::MissingSet { .. } | Self::Load { .. } | Self::Empty { .. } => {
+                ErrorKind::InvalidInput
+            }
+            Self::Run { .. } => ErrorKind::Internal,
+            Self::Db { source, .. } => source.kind(),
+        }
+    }
 }
 
 /// Which schema a database carries.

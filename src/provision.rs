@@ -7,6 +7,7 @@
 //! leaves a row that [`crate::reconcile`] can finish or undo. This module does
 //! not decide when to reconcile, and never touches another tenant's objects.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -70,6 +71,23 @@ pub enum ProvisionError {
     /// A DDL statement failed.
     #[error("PostgreSQL refused a life-cycle statement: {0}")]
     Db(#[from] tokio_postgres::Error),
+}
+
+impl Classify for ProvisionError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::AlreadyExists(_) | Self::NameTaken { .. } | Self::WrongStatus { .. } => {
+                ErrorKind::Conflict
+            }
+            Self::ShuttingDown => ErrorKind::Unavailable,
+            Self::Catalog(e) => e.kind(),
+            Self::Template(e) => e.kind(),
+            Self::Migrate(e) => e.kind(),
+            Self::Server(e) => e.kind(),
+            Self::Db(e) => e.kind(),
+        }
+    }
 }
 
 /// How a tenant database is made.

@@ -3,6 +3,7 @@
 //!
 //! This module opens connections; it does not decide what runs on them.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -50,6 +51,16 @@ pub enum ServerError {
         /// Why.
         reason: String,
     },
+}
+
+impl Classify for ServerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Unreachable { .. } | Self::PoolUnavailable { .. } | Self::Pool { .. } => {
+                ErrorKind::Unavailable
+            }
+        }
+    }
 }
 
 /// The server, reached with the admin role of `DATABASE_URL`.

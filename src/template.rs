@@ -8,6 +8,7 @@
 //! cloned. Its objects belong to `pg_database_owner`, so in every clone they
 //! belong to the clone's owner — the tenant's role — with no further work.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -36,6 +37,17 @@ pub enum TemplateError {
     /// A DDL statement failed.
     #[error("template upkeep failed: {0}")]
     Db(#[from] tokio_postgres::Error),
+}
+
+impl Classify for TemplateError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Catalog(e) => e.kind(),
+            Self::Server(e) => e.kind(),
+            Self::Migrate(e) => e.kind(),
+            Self::Db(e) => e.kind(),
+        }
+    }
 }
 
 /// Keeps the template of the current tenant migration set.

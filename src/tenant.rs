@@ -5,6 +5,7 @@
 //! code is valid and safe to use in a database name. Nothing here talks to a
 //! database.
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::fmt;
 use std::str::FromStr;
 
@@ -35,6 +36,12 @@ pub enum TenantError {
         "invalid status {0:?}: expected provisioning, active, suspended, deleting, deleted or failed"
     )]
     InvalidStatus(String),
+}
+
+impl Classify for TenantError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
+    }
 }
 
 /// Codes that would shadow tenantd's own objects or confuse operators.

@@ -10,7 +10,6 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::TestEnv;
-use tenantd::catalog::Catalog;
 use tenantd::{NewTenant, Orchestrator, ReconcileReport, TenantCode, TenantStatus};
 
 /// SIGABRT, what `std::process::abort()` dies of.
@@ -296,22 +295,27 @@ async fn reconcile_leaves_a_locked_tenant_alone() {
         .batch_execute(&format!("ALTER ROLE \"{}_locked\" NOLOGIN", env.prefix))
         .await
         .expect("alter role");
-    // Another tenantd process at work on this tenant: it holds the lock.
-    let pool = orchestrator
-        .server()
-        .admin_pool(orchestrator.names().auth_db(), 1)
-        .expect("pool");
-    let lock = Catalog::new(pool)
-        .lock_tenant(&code)
-        .await
-        .expect("take the tenant's lock");
+    // Another tenantd process at work on this tenant: it holds the tenant's
+    // life-cycle lock (class 0x7E4A_0001, key hashtext(code), in AUTH).
+    let lock = env.admin_to(&format!("{}_auth", env.prefix)).await;
+    lock.execute(
+        "SELECT pg_advisory_lock(x'7E4A0001'::int, hashtext($1))",
+        &[&code.as_str()],
+    )
+    .await
+    .expect("take the tenant's lock");
 
     let report = orchestrator.reconcile().await.expect("reconcile");
     assert_eq!(codes(&report.busy), ["locked"], "{report:?}");
     assert!(report.login_fixed.is_empty(), "{report:?}");
     assert!(!can_connect(&orchestrator, &code).await, "left alone");
 
-    lock.release().await.expect("release");
+    lock.execute(
+        "SELECT pg_advisory_unlock(x'7E4A0001'::int, hashtext($1))",
+        &[&code.as_str()],
+    )
+    .await
+    .expect("release the tenant's lock");
     let report = orchestrator.reconcile().await.expect("reconcile");
     assert_eq!(codes(&report.login_fixed), ["locked"], "{report:?}");
     assert!(report.busy.is_empty(), "{report:?}");

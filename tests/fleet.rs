@@ -225,17 +225,8 @@ async fn v3_stop_mode(env: &TestEnv, v3: &Orchestrator) {
     assert_eq!(rows.iter().filter(|r| r.outcome == "skipped").count(), 29);
 }
 
-async fn v3_catalog_results(
-    v3: &Orchestrator,
-    op: uuid::Uuid,
-) -> Vec<tenantd::catalog::FleetRunRow> {
-    let settings = v3.settings().clone();
-    let server = tenantd::server::Server::new(match settings.server {
-        tenantd::config::ServerSource::Url(c) => *c,
-        _ => unreachable!(),
-    });
-    let catalog = tenantd::catalog::Catalog::new(server.admin_pool(&settings.auth_db, 2).unwrap());
-    catalog.fleet_run_results(op).await.unwrap()
+async fn v3_catalog_results(v3: &Orchestrator, op: uuid::Uuid) -> Vec<tenantd::FleetRunRow> {
+    v3.fleet_run_results(op).await.unwrap()
 }
 
 /// `--continue-on-error`: every other tenant reaches V3.

@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 /// A V2 adding a column to every tenant.
 const V2: &str = "ALTER TABLE clients ADD COLUMN http_note text;\n";
-/// Second key of the fleet run's catalog-wide advisory lock.
-const FLEET_RUN_LOCK: i32 = 2;
+/// The fleet run's catalog-wide advisory lock (class 0x7E4A_0003, object 2),
+/// as another tenantd process running a fleet migration holds it.
+const FLEET_RUN_LOCK: &str = "x'7E4A0003'::int, 2";
 /// Longest wait for a run to end.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -137,8 +138,14 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
     assert_all_pending(&server, false).await;
 
     // While another run holds the fleet lock, the operation is already visible.
-    let catalog = server.orchestrator.catalog();
-    let held = catalog.lock_global(FLEET_RUN_LOCK).await.unwrap();
+    let orchestrator = &server.orchestrator;
+    let held = server
+        .env
+        .admin_to(&format!("{}_auth", server.env.prefix))
+        .await;
+    held.batch_execute(&format!("SELECT pg_advisory_lock({FLEET_RUN_LOCK})"))
+        .await
+        .unwrap();
     let (location, accepted) = start_run(
         &server,
         json!({ "sets": "tenant", "tenants": CODES, "concurrency": 2, "canary": 1,
@@ -150,8 +157,10 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
     assert_eq!(status, StatusCode::OK, "{waiting}");
     assert_eq!(waiting["status"], "running", "{waiting}");
     assert!(waiting["progress"].is_object(), "{waiting}");
-    assert!(catalog.operation(id).await.unwrap().is_none());
-    held.release().await.unwrap();
+    assert!(orchestrator.operation(id).await.unwrap().is_none());
+    held.batch_execute(&format!("SELECT pg_advisory_unlock({FLEET_RUN_LOCK})"))
+        .await
+        .unwrap();
 
     let done = wait_for(&server, &location).await;
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -170,7 +179,11 @@ async fn a_run_over_http_brings_every_tenant_to_v2() {
         assert_eq!(r["to_version"], 2, "{r}");
         assert_eq!(r["applied"], json!([2]), "{r}");
     }
-    let row = catalog.operation(id).await.unwrap().expect("catalog row");
+    let row = orchestrator
+        .operation(id)
+        .await
+        .unwrap()
+        .expect("catalog row");
     assert_eq!(
         (row.kind.as_str(), row.status.as_str()),
         ("migrate_run", "succeeded")

@@ -114,16 +114,12 @@ async fn provision(orchestrator: &Orchestrator) -> Result<Vec<BenchTenant>> {
                      SELECT 'C' || g, 'Client ' || g, 'EUR' FROM generate_series(1, 100) g",
                 )
                 .await?;
-            let issued = tenantd::http::api_keys::issue(
-                orchestrator,
-                "bench",
-                tenantd::apikey::ApiKeyScope::Tenant,
-                Some(&code),
-            )
-            .await?;
+            let issued = orchestrator
+                .issue_api_key("bench", tenantd::apikey::ApiKeyScope::Tenant, Some(&code))
+                .await?;
             Ok::<_, anyhow::Error>(BenchTenant {
                 code,
-                key: issued.key_secret,
+                key: issued.secret,
             })
         })
         .buffered(2)

@@ -1,38 +1,12 @@
 //! The `api_keys` table of the catalog: keys are stored as SHA-256 hashes
 //! with a display prefix; the secret itself never reaches the database.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{Catalog, CatalogError};
-use crate::apikey::ApiKeyScope;
-use crate::tenant::{Plan, TenantCode};
-
-/// An API key as recorded in the catalog (without its secret).
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiKeyRecord {
-    /// Identifier.
-    pub id: Uuid,
-    /// Human name.
-    pub name: String,
-    /// First characters of the key, for display.
-    pub key_prefix: String,
-    /// What it may do.
-    pub scope: ApiKeyScope,
-    /// The tenant a tenant-scoped key is bound to.
-    pub tenant_id: Option<Uuid>,
-    /// That tenant's code.
-    pub tenant_code: Option<TenantCode>,
-    /// That tenant's plan (drives its rate limit).
-    #[serde(skip)]
-    pub tenant_plan: Option<Plan>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Revocation time; a revoked key authenticates nothing.
-    pub revoked_at: Option<DateTime<Utc>>,
-}
+use crate::apikey::{ApiKeyRecord, ApiKeyScope};
+use crate::tenant::TenantCode;
 
 const KEY_COLUMNS: &str = "k.id, k.name, k.key_prefix, k.scope, k.tenant_id, t.code AS tenant_code, \
      t.plan AS tenant_plan, k.created_at, k.revoked_at";

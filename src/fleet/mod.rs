@@ -18,6 +18,7 @@ mod run;
 mod status;
 mod tenant;
 
+use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
 
 pub use report::{
@@ -81,6 +82,20 @@ pub enum FleetError {
         /// Their codes, comma-separated.
         codes: String,
     },
+}
+
+impl Classify for FleetError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Catalog(e) => e.kind(),
+            Self::Migrate(e) => e.kind(),
+            Self::Template(e) => e.kind(),
+            Self::Server(e) => e.kind(),
+            Self::UnknownTenant(_) => ErrorKind::NotFound,
+            Self::AuthBehind { .. } => ErrorKind::Conflict,
+            Self::TenantsFailed { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Everything a fleet status or run works with (cheap to clone).

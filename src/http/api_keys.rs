@@ -1,7 +1,6 @@
 //! `/v1/api-keys`: admins create (the secret is in the 201 response and
 //! nowhere else), list and revoke API keys, admin-scoped or bound to one
-//! tenant. [`issue`] is also what `tenantd apikey create` and the bootstrap
-//! key of `tenantd serve` use.
+//! tenant, through [`crate::Orchestrator::issue_api_key`] and its siblings.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,15 +16,8 @@ use super::auth::AdminCaller;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::state::AppState;
-use crate::Orchestrator;
-use crate::apikey::{ApiKeyScope, NewKeySecret};
-use crate::catalog::ApiKeyRecord;
-use crate::error::Error;
-use crate::provision::ProvisionError;
-use crate::tenant::{TenantCode, TenantStatus};
-
-/// Longest key name.
-const MAX_NAME_LEN: usize = 200;
+use crate::apikey::{ApiKeyRecord, ApiKeyScope, IssuedApiKey};
+use crate::tenant::TenantCode;
 
 /// `POST /v1/api-keys` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -84,6 +76,15 @@ pub struct IssuedKey {
     pub key_secret: String,
 }
 
+impl From<IssuedApiKey> for IssuedKey {
+    fn from(issued: IssuedApiKey) -> Self {
+        Self {
+            key: issued.record.into(),
+            key_secret: issued.secret,
+        }
+    }
+}
+
 /// Query of `GET /v1/api-keys`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -101,34 +102,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
 }
 
-/// Creates a key and returns its secret once.
-pub async fn issue(
-    orchestrator: &Orchestrator,
-    name: &str,
-    scope: ApiKeyScope,
-    tenant: Option<&TenantCode>,
-) -> Result<IssuedKey, Error> {
-    let tenant_id = match (scope, tenant) {
-        (ApiKeyScope::Tenant, Some(code)) => {
-            let tenant = orchestrator.tenant(code).await?;
-            if matches!(tenant.status, TenantStatus::Deleted | TenantStatus::Failed) {
-                return Err(ProvisionError::NotFound(code.clone()).into());
-            }
-            Some(tenant.id)
-        }
-        _ => None,
-    };
-    let secret = NewKeySecret::generate();
-    let record = orchestrator
-        .catalog()
-        .insert_api_key(name, &secret.display_prefix, &secret.hash, scope, tenant_id)
-        .await?;
-    Ok(IssuedKey {
-        key: record.into(),
-        key_secret: secret.secret,
-    })
-}
-
 /// Create an API key; the response holds the secret, which is never shown again.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKey,
     security(("bearer" = [])),
@@ -142,12 +115,6 @@ async fn create_key(
     _admin: AdminCaller,
     ApiJson(form): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
-    let name = form.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::invalid(format!(
-            "name: must be 1 to {MAX_NAME_LEN} characters"
-        )));
-    }
     let tenant = match (form.scope, &form.tenant) {
         (ApiKeyScope::Tenant, Some(code)) => {
             Some(TenantCode::parse(code).map_err(|e| ApiError::invalid(format!("tenant: {e}")))?)
@@ -162,8 +129,11 @@ async fn create_key(
         }
         (ApiKeyScope::Admin, None) => None,
     };
-    let issued = issue(state.orchestrator(), name, form.scope, tenant.as_ref()).await?;
-    Ok((StatusCode::CREATED, Json(issued)))
+    let issued = state
+        .orchestrator()
+        .issue_api_key(&form.name, form.scope, tenant.as_ref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
 /// List API keys, newest first.
@@ -175,18 +145,15 @@ async fn list_keys(
     _admin: AdminCaller,
     ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> Result<Json<Vec<KeyBody>>, ApiError> {
-    let tenant_id = match &query.tenant {
-        Some(code) => {
-            let code = TenantCode::parse(code)
-                .map_err(|e| ApiError::bad_request(format!("tenant: {e}")))?;
-            Some(state.orchestrator().tenant(&code).await?.id)
-        }
-        None => None,
-    };
+    let tenant = query
+        .tenant
+        .as_deref()
+        .map(TenantCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("tenant: {e}")))?;
     let keys = state
         .orchestrator()
-        .catalog()
-        .api_keys(tenant_id, query.include_revoked.unwrap_or(false))
+        .api_keys(tenant.as_ref(), query.include_revoked.unwrap_or(false))
         .await?;
     Ok(Json(keys.into_iter().map(KeyBody::from).collect()))
 }
@@ -205,7 +172,6 @@ async fn revoke_key(
 ) -> Result<StatusCode, ApiError> {
     let hash = state
         .orchestrator()
-        .catalog()
         .revoke_api_key(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no live API key has id {id}")))?;

@@ -229,10 +229,6 @@ impl From<Error> for ApiError {
                 .with("existing", existing.clone())
                 .with_location(existing)
             }
-            Error::Db(db) if pg_error::is_transient(db) => {
-                tracing::warn!(error = %pg_error::describe(db), "database connection lost");
-                Self::unavailable(UNAVAILABLE_DETAIL)
-            }
             _ => match error.kind() {
                 ErrorKind::InvalidInput => Self::invalid(error.to_string()),
                 ErrorKind::NotFound => Self::not_found(error.to_string()),

@@ -38,19 +38,9 @@ async fn healthz() -> Json<Health> {
         (status = 503, description = "AUTH unreachable", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let unavailable = |e: &dyn std::fmt::Display| {
+    state.orchestrator().check_ready().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::unavailable("the AUTH database does not answer; retry later")
-    };
-    let client = state
-        .orchestrator()
-        .catalog()
-        .client()
-        .await
-        .map_err(|e| unavailable(&e))?;
-    client
-        .simple_query("SELECT 1")
-        .await
-        .map_err(|e| unavailable(&e))?;
+    })?;
     Ok(Json(Health { status: "ready" }))
 }

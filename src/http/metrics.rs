@@ -68,19 +68,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// Sets the gauges of the server connections opened as tenant roles (the
 /// tenant pools' connections, seen from PostgreSQL), by state.
 async fn record_server_connections(state: &AppState) {
-    const SQL: &str = "SELECT count(*) FILTER (WHERE state = 'active'), \
-         count(*) FILTER (WHERE state <> 'active') \
-         FROM pg_stat_activity WHERE starts_with(usename, $1) AND datname = usename";
-    let orchestrator = state.orchestrator();
-    let prefix = format!("{}_", orchestrator.names().prefix());
-    let Ok(client) = orchestrator.catalog().client().await else {
-        return;
-    };
-    if let Ok(row) = client.query_one(SQL, &[&prefix]).await {
-        for (i, label) in ["active", "idle"].into_iter().enumerate() {
-            let count: i64 = row.get(i);
-            metrics::gauge!(TENANT_CONNECTIONS, "state" => label).set(count as f64);
+    match state.orchestrator().tenant_connection_counts().await {
+        Ok(counts) => {
+            for (label, count) in [("active", counts.active), ("idle", counts.idle)] {
+                metrics::gauge!(TENANT_CONNECTIONS, "state" => label).set(count as f64);
+            }
         }
+        Err(error) => tracing::debug!(%error, "tenant connection gauges not refreshed"),
     }
 }
 

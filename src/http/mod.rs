@@ -26,7 +26,6 @@ pub mod operations;
 pub mod ratelimit;
 pub mod runs;
 pub mod serve;
-pub mod settings;
 pub mod sql;
 pub mod sql_guard;
 pub mod sql_values;
@@ -49,16 +48,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, Problem};
-pub use settings::HttpSettings;
 pub use state::AppState;
 
 use crate::Orchestrator;
-use crate::apikey::ApiKeyScope;
 use crate::config::Settings;
-use crate::error::{Error, ErrorKind};
-
-/// Advisory-lock object (global class) serialising the bootstrap key.
-const BOOTSTRAP_LOCK: i32 = 0x4B45;
+use crate::error::{Classify, Error, ErrorKind};
 
 /// The server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +69,17 @@ pub enum ServeError {
     /// The server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// Connecting, `init`, `reconcile` or the bootstrap key failed.
+    #[error(transparent)]
+    Library(#[from] Error),
 }
 
-impl ServeError {
-    /// The class of this error.
-    pub fn kind(&self) -> ErrorKind {
+impl Classify for ServeError {
+    fn kind(&self) -> ErrorKind {
         match self {
             Self::Bind { .. } => ErrorKind::InvalidInput,
             Self::Serve(_) => ErrorKind::Internal,
+            Self::Library(e) => e.kind(),
         }
     }
 }
@@ -100,14 +97,17 @@ impl Application {
     /// Connects with `settings`, runs `init` and `reconcile`, creates the
     /// bootstrap admin key if the catalog has no admin key, and binds
     /// `settings.listen` (port 0 picks a free port).
-    pub async fn build(settings: Settings) -> Result<Self, Error> {
+    pub async fn build(settings: Settings) -> Result<Self, ServeError> {
         let orchestrator = Orchestrator::connect(settings).await?;
         orchestrator.init().await?;
         let report = orchestrator.reconcile().await?;
         if !report.is_clean() {
             tracing::warn!(?report, "reconciled interrupted life-cycle work");
         }
-        let bootstrap_key = bootstrap_key(&orchestrator).await?;
+        let bootstrap_key = orchestrator
+            .issue_bootstrap_key()
+            .await?
+            .map(|issued| issued.secret);
         let address = orchestrator.settings().listen;
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -123,10 +123,8 @@ impl Application {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener
-            .local_addr()
-            .map_err(|e| ServeError::Serve(e).into())
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        self.listener.local_addr().map_err(ServeError::Serve)
     }
 
     /// The admin key created by this start (the catalog had none), shown once.
@@ -145,30 +143,14 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ServeError> {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         self.runs.wait().await;
         self.orchestrator.close();
-        served.map_err(|e| ServeError::Serve(e).into())
+        served.map_err(ServeError::Serve)
     }
-}
-
-/// Creates an admin key when the catalog has none; returns its secret.
-async fn bootstrap_key(orchestrator: &Orchestrator) -> Result<Option<String>, Error> {
-    let catalog = orchestrator.catalog();
-    let lock = catalog.lock_global(BOOTSTRAP_LOCK).await?;
-    let result = async {
-        if catalog.admin_key_count().await? > 0 {
-            return Ok(None);
-        }
-        let issued = api_keys::issue(orchestrator, "bootstrap", ApiKeyScope::Admin, None).await?;
-        Ok::<_, Error>(Some(issued.key_secret))
-    }
-    .await;
-    lock.release().await?;
-    result
 }
 
 /// The whole API over `state`.

@@ -164,8 +164,8 @@ async fn get_operation(
         ))
     })?;
     let live = state.runs().get(id);
-    let catalog = state.orchestrator().catalog();
-    let Some(row) = catalog.operation(id).await? else {
+    let orchestrator = state.orchestrator();
+    let Some(row) = orchestrator.operation(id).await? else {
         return live.map(|run| Json(run.into())).ok_or_else(|| {
             ApiError::not_found(format!(
                 "no operation {id}; it may belong to another deployment"
@@ -174,7 +174,7 @@ async fn get_operation(
     };
     let mut body = from_row(row);
     if body.kind == RUN_OPERATION_KIND {
-        let results = catalog.fleet_run_results(id).await?;
+        let results = orchestrator.fleet_run_results(id).await?;
         body.progress = Some(match live {
             Some(run) => run.progress.clone(),
             None => recorded_progress(&body.detail, &results),

@@ -4,12 +4,11 @@
 
 use serde_json::json;
 
-use super::Application;
+use super::{Application, ServeError};
 use crate::config::Settings;
-use crate::error::Error;
 
 /// Runs the server until a termination signal.
-pub async fn serve(settings: Settings, json: bool) -> Result<(), Error> {
+pub async fn serve(settings: Settings, json: bool) -> Result<(), ServeError> {
     let app = Application::build(settings).await?;
     let address = app.local_addr()?;
     if json {

@@ -12,9 +12,9 @@ use super::error::ApiError;
 use super::idempotency::IdempotencyStore;
 use super::ratelimit::RateLimits;
 use super::runs::RunRegistry;
-use super::settings::HttpSettings;
 use crate::Orchestrator;
-use crate::catalog::ApiKeyRecord;
+use crate::apikey::ApiKeyRecord;
+use crate::config::HttpSettings;
 use crate::tenant::{Plan, TenantCode};
 
 /// Verified keys kept in memory at most.
@@ -91,7 +91,7 @@ impl AppState {
         if let Some(key) = self.inner.keys.get(&hash).await {
             return Ok(Some(key));
         }
-        let found = self.orchestrator().catalog().api_key_by_hash(&hash).await?;
+        let found = self.orchestrator().api_key_by_hash(&hash).await?;
         let Some(key) = found else {
             return Ok(None);
         };
@@ -112,7 +112,7 @@ impl AppState {
         if let Some(found) = self.inner.tenant_ids.get(&id).await {
             return Ok(Some(found));
         }
-        let tenant = self.orchestrator().catalog().tenant_by_id(id).await?;
+        let tenant = self.orchestrator().tenant_by_id(id).await?;
         let Some(tenant) = tenant else {
             return Ok(None);
         };

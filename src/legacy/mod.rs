@@ -44,6 +44,8 @@ use std::path::PathBuf;
 
 use tokio_postgres::Client;
 
+use crate::error_kind::{Classify, ErrorKind};
+
 pub use config::{Class, ConfigFileError, LegacyConfig};
 
 /// A legacy step failed.
@@ -110,21 +112,20 @@ impl From<crate::Error> for LegacyError {
     }
 }
 
-impl LegacyError {
-    /// The class of this error (for exit codes).
-    pub fn kind(&self) -> crate::ErrorKind {
-        use crate::ErrorKind;
+impl Classify for LegacyError {
+    fn kind(&self) -> ErrorKind {
         match self {
             Self::Config(_) => ErrorKind::InvalidInput,
             Self::Source { .. } => ErrorKind::Unavailable,
             Self::Orchestrator(e) => e.kind(),
             Self::Refused(_) => ErrorKind::Conflict,
-            Self::Db { .. } | Self::Io { .. } | Self::Tool { .. } | Self::VerifyFailed(_) => {
-                ErrorKind::Internal
-            }
+            Self::Db { source, .. } => source.kind(),
+            Self::Io { .. } | Self::Tool { .. } | Self::VerifyFailed(_) => ErrorKind::Internal,
         }
     }
+}
 
+impl LegacyError {
     /// A [`LegacyError::Db`] with context.
     pub fn db(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
         let context = context.into();

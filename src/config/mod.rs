@@ -26,6 +26,11 @@
 //! | `TENANTD_POOL_IDLE_SECS` | `300` | tenant pools (and connections) unused this long are closed |
 //! | `TENANTD_COLD_START_CONCURRENCY` | `8` | new server connections being opened at once, across all tenants |
 
+mod http_settings;
+
+pub use http_settings::HttpSettings;
+
+use crate::error_kind::{Classify, ErrorKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +54,12 @@ impl ConfigError {
             variable,
             problem: problem.into(),
         }
+    }
+}
+
+impl Classify for ConfigError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::InvalidInput
     }
 }
 
@@ -79,7 +90,7 @@ pub struct Settings {
     /// A directory of migration sets replacing the built-in ones.
     pub migrations_dir: Option<PathBuf>,
     /// Limits and secrets of the HTTP API.
-    pub http: crate::http::HttpSettings,
+    pub http: HttpSettings,
     /// Most tenant databases a fleet migration run or verify opens at once.
     pub migrate_connections: usize,
     /// Limits of the tenant connection pools.
@@ -183,7 +194,7 @@ impl Settings {
             secret,
             listen: parse_listen(get("TENANTD_LISTEN"))?,
             migrations_dir: get("TENANTD_MIGRATIONS_DIR").map(PathBuf::from),
-            http: crate::http::HttpSettings::from_lookup(&get)?,
+            http: HttpSettings::from_lookup(&get)?,
             migrate_connections: parse_count(
                 "TENANTD_MIGRATE_CONNECTIONS",
                 get("TENANTD_MIGRATE_CONNECTIONS"),

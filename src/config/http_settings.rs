@@ -1,7 +1,7 @@
 //! [`HttpSettings`]: the limits and secrets of `tenantd serve`, read with the
-//! rest of [`crate::Settings`] (see the table in [`crate::config`]).
+//! rest of [`crate::Settings`] (see the table in [`super`]).
 
-use crate::config::{ConfigError, parse_count};
+use super::{ConfigError, parse_count};
 
 /// Settings of the HTTP API.
 #[derive(Debug, Clone)]

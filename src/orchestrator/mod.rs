@@ -3,6 +3,9 @@
 //! operation of tenantd is a method here. It holds no SQL of its own beyond
 //! the bootstrap of AUTH and SHARED.
 
+mod api_keys;
+mod observe;
+
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
@@ -21,6 +24,8 @@ use crate::provision::{CrashPoint, ProvisionPath, Provisioner};
 use crate::reconcile::{ReconcileReport, reconcile};
 use crate::server::Server;
 use crate::tenant::{NewTenant, Tenant, TenantCode, TenantStatus};
+
+pub use observe::TenantConnectionCounts;
 
 /// Admin connections kept for DDL on the maintenance database.
 const ADMIN_POOL_SIZE: usize = 4;
@@ -185,12 +190,12 @@ impl Orchestrator {
     }
 
     /// The naming scheme of databases and roles.
-    pub fn names(&self) -> &Names {
+    pub(crate) fn names(&self) -> &Names {
         &self.inner.names
     }
 
     /// The PostgreSQL server administered.
-    pub fn server(&self) -> &Server {
+    pub(crate) fn server(&self) -> &Server {
         &self.inner.server
     }
 
@@ -416,11 +421,6 @@ impl Orchestrator {
                 retry_after: std::time::Duration::from_secs(1),
             }),
         }
-    }
-
-    /// The AUTH catalog (API keys, tenant records).
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
     }
 
     /// Changes a live tenant's descriptive fields (name, region, plan, e-mail, settings).
