@@ -8,7 +8,6 @@
 use crate::error_kind::{Classify, ErrorKind};
 use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 mod fleet;
@@ -142,13 +141,12 @@ impl Catalog {
             &actor,
             &detail,
         ];
-        let row = client
-            .query_one(&sql, &params)
-            .await
-            .map_err(|e| match e.code() {
-                Some(&SqlState::UNIQUE_VIOLATION) => CatalogError::AlreadyExists(new.code.clone()),
-                _ => CatalogError::Db(e),
-            })?;
+        let row = client.query_one(&sql, &params).await.map_err(|e| {
+            match crate::pg_error::is_unique_violation(&e) {
+                true => CatalogError::AlreadyExists(new.code.clone()),
+                false => CatalogError::Db(e),
+            }
+        })?;
         Ok((tenant_from_row(&row)?, op))
     }
 

@@ -22,6 +22,7 @@
 //! - [`config`]: settings from the environment, validated once.
 //! - [`devcluster`]: the embedded PostgreSQL cluster used when `DATABASE_URL` is unset.
 //! - [`server`]: admin and tenant connections to the PostgreSQL server.
+//! - [`pg_error`]: PostgreSQL errors: descriptions, SQLSTATE decisions, the transient rule, backoff.
 //! - [`names`]: names of the databases and roles tenantd creates.
 //! - [`tenant`]: the tenant as a domain value (code, region, plan, status).
 //! - [`catalog`]: every read and write of the AUTH catalog, and advisory locks.
@@ -54,7 +55,7 @@ pub mod migrate;
 pub mod names;
 pub mod notify;
 pub mod orchestrator;
-pub mod pg_error;
+pub(crate) mod pg_error;
 pub mod pool;
 pub mod provision;
 #[cfg(feature = "testing")]

@@ -7,7 +7,10 @@
 //! `pg_stat_activity`) turns notifications into [`CatalogEvent`]s. When that
 //! connection drops, the listener connects again with a growing delay,
 //! subscribes again and reports [`CatalogEvent::All`], since notifications
-//! sent meanwhile are lost. This module carries events; it does not decide
+//! sent meanwhile are lost. It never gives up: a failure that
+//! [`crate::pg_error::is_transient`] does not call transient (a refused
+//! password, a dropped database) is logged as an error and tried again after
+//! the longest delay. This module carries events; it does not decide
 //! what a process does with them.
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
+use crate::pg_error::{self, Backoff};
 use crate::tenant::TenantCode;
 
 /// The notification channel (channels are per database: this one is AUTH's).
@@ -38,11 +42,22 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// Connecting, subscribing or reading failed.
-    #[error("catalog notification connection failed: {0}; retrying")]
+    #[error("catalog notification connection failed: {}; retrying", pg_error::describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// The connection ended.
     #[error("catalog notification connection closed; retrying")]
     Closed,
+}
+
+impl NotifyError {
+    /// Whether connecting again soon may help ([`pg_error::is_transient`];
+    /// a closed connection always may).
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(error) => pg_error::is_transient(error),
+            Self::Closed => true,
+        }
+    }
 }
 
 /// What a process learns from the catalog channel.
@@ -128,7 +143,7 @@ async fn run(
     status: Arc<ListenerStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut delay = MIN_RETRY;
+    let mut backoff = Backoff::new(MIN_RETRY, MAX_RETRY);
     let mut subscribed_before = false;
     loop {
         let mut subscribed = false;
@@ -142,14 +157,20 @@ async fn run(
         }
         if subscribed {
             subscribed_before = true;
-            delay = MIN_RETRY;
+            backoff.reset();
         }
-        tracing::warn!(error = %ended, retry_in_ms = delay.as_millis() as u64, "catalog listener lost");
+        let delay = if ended.is_transient() {
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %ended, retry_in_ms = delay.as_millis() as u64, "catalog listener lost");
+            delay
+        } else {
+            tracing::error!(error = %ended, retry_in_ms = MAX_RETRY.as_millis() as u64, "catalog listener refused");
+            MAX_RETRY
+        };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
-        delay = (delay * 2).min(MAX_RETRY);
     }
 }
 

@@ -105,7 +105,7 @@ impl Server {
         pool.get().await.map_err(|e| ServerError::PoolUnavailable {
             database: database.to_owned(),
             address: self.address(),
-            detail: error_chain(&e),
+            detail: crate::pg_error::describe(&e),
         })
     }
 
@@ -219,19 +219,4 @@ fn address(config: &Config) -> String {
         "{host}:{}",
         config.get_ports().first().copied().unwrap_or(5432)
     )
-}
-
-/// An error and its causes on one line (`a: b: c`), without repeats.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

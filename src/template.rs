@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 
 use crate::catalog::{Catalog, CatalogError, GlobalLock};
 use crate::ident::quote_ident;
@@ -199,7 +198,7 @@ impl TemplateKeeper {
             }
             match drop_database(admin, &name).await {
                 Ok(()) => tracing::info!(database = %name, "dropped a stale template database"),
-                Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
+                Err(e) if crate::pg_error::is_object_in_use(&e) => {
                     tracing::warn!(database = %name, "stale template still in use; left for the next run");
                 }
                 Err(e) => return Err(e.into()),
@@ -219,7 +218,7 @@ pub(crate) async fn drop_database(admin: &Client, name: &str) -> Result<(), toki
         .batch_execute(&format!("ALTER DATABASE {quoted} WITH IS_TEMPLATE false"))
         .await
     {
-        Err(e) if e.code() != Some(&SqlState::UNDEFINED_DATABASE) => return Err(e),
+        Err(e) if !crate::pg_error::is_undefined_database(&e) => return Err(e),
         _ => {}
     }
     admin

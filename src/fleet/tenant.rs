@@ -12,12 +12,14 @@ use super::run::RunContext;
 use super::{Fleet, Outcome, TenantResult};
 use crate::catalog::MigrationRecord;
 use crate::migrate::TENANT_OBJECT_OWNER;
+use crate::pg_error::{Backoff, chain_is_transient, describe};
 use crate::tenant::{Tenant, TenantStatus};
 
 /// Connection attempts to a tenant database before it counts as failed.
 const CONNECT_ATTEMPTS: u32 = 4;
-/// Wait before the n-th retry: n times this.
+/// Wait before the first retry, doubled up to [`CONNECT_BACKOFF_MAX`].
 const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_millis(750);
 
 impl Fleet {
     /// Migrates one tenant under its life-cycle lock; never fails the run.
@@ -63,7 +65,7 @@ impl Fleet {
         let database = &tenant.database_name;
         let mut client = match self.connect_patiently(database).await {
             Ok(client) => client,
-            Err(e) => return self.fail(ctx, &tenant, None, error_chain(&e)).await,
+            Err(e) => return self.fail(ctx, &tenant, None, describe(&e)).await,
         };
         match self
             .tenant
@@ -92,26 +94,28 @@ impl Fleet {
             Err(error) => {
                 let version = self.tenant.current_version(&mut client, database).await;
                 let version = version.ok().flatten().or(tenant.schema_version);
-                self.fail(ctx, &tenant, version, error_chain(&error)).await
+                self.fail(ctx, &tenant, version, describe(&error)).await
             }
         }
     }
 
-    /// Opens an admin connection to `database`, retrying a few times: on a
-    /// busy server a connection slot or a slow fork is a passing problem
-    /// that must not quarantine a tenant.
+    /// Opens an admin connection to `database`, retrying a few times what
+    /// [`crate::pg_error::is_transient`] calls transient: on a busy server a
+    /// connection slot or a slow fork is a passing problem that must not
+    /// quarantine a tenant.
     async fn connect_patiently(
         &self,
         database: &str,
     ) -> Result<tokio_postgres::Client, crate::server::ServerError> {
         let mut attempt = 0;
+        let mut backoff = Backoff::new(CONNECT_BACKOFF, CONNECT_BACKOFF_MAX);
         loop {
             match self.server.connect(database).await {
                 Ok(client) => return Ok(client),
-                Err(error) if attempt + 1 < CONNECT_ATTEMPTS => {
+                Err(error) if attempt + 1 < CONNECT_ATTEMPTS && chain_is_transient(&error) => {
                     attempt += 1;
                     tracing::debug!(%error, attempt, "cannot connect yet; retrying");
-                    tokio::time::sleep(CONNECT_BACKOFF * attempt).await;
+                    backoff.wait().await;
                 }
                 Err(error) => return Err(error),
             }
@@ -232,21 +236,4 @@ fn failed(tenant: &Tenant, version: Option<i32>, error: String, quarantined: boo
         quarantined,
         ..skipped(tenant, "")
     }
-}
-
-/// An error and its sources on one line (the driver's "db error" alone
-/// would hide PostgreSQL's message).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    // One line (PostgreSQL's DETAIL comes after a newline).
-    text.replace('\n', " ")
 }

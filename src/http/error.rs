@@ -13,11 +13,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 
 use crate::catalog::CatalogError;
 use crate::error::{Error, ErrorKind};
+use crate::pg_error;
 use crate::provision::ProvisionError;
 use crate::tenant::TenantStatus;
 
@@ -27,6 +28,9 @@ const TYPE_BASE: &str = "https://tenantd.dev/problems/";
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Seconds a client is told to wait before retrying an unavailable dependency.
 const UNAVAILABLE_RETRY_SECS: u64 = 1;
+/// The detail of a 503 for an unavailable dependency.
+const UNAVAILABLE_DETAIL: &str = "a database is unreachable or its connection budget is spent; \
+                                  retry after the Retry-After delay";
 
 /// An `application/problem+json` body (RFC 9457).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -231,10 +235,7 @@ impl From<Error> for ApiError {
                 ErrorKind::Conflict => Self::conflict(error.to_string()),
                 ErrorKind::Unavailable => {
                     tracing::warn!(%error, "dependency unavailable");
-                    Self::unavailable(
-                        "a database is unreachable or its connection budget is spent; retry after \
-                         the Retry-After delay",
-                    )
+                    Self::unavailable(UNAVAILABLE_DETAIL)
                 }
                 ErrorKind::Internal => Self::internal(&error),
             },
@@ -260,18 +261,24 @@ fn tenant_unavailable(code: &crate::TenantCode, status: TenantStatus) -> ApiErro
     }
 }
 
-/// Maps the error of a tenant's own statement (`POST /v1/sql`). Errors with a
-/// SQLSTATE are the caller's to fix and keep PostgreSQL's message; the
-/// rest (a lost connection) are a 503.
+/// Maps the error of a tenant's own statement (`POST /v1/sql`). A transient
+/// failure ([`pg_error::is_transient`]: a lost connection, a server shutting
+/// down or full) and a server-side fault (classes 53, 57, 58, XX) are a 503;
+/// other errors with a SQLSTATE are the caller's to fix and keep
+/// PostgreSQL's message; a driver fault without one is a 500.
 pub fn from_statement(error: &tokio_postgres::Error, timeout_ms: u64) -> ApiError {
+    if pg_error::is_transient(error) {
+        tracing::warn!(error = %pg_error::describe(error), "tenant statement lost its connection");
+        return ApiError::unavailable("the tenant database connection failed; retry later")
+            .with_sqlstate(error);
+    }
     let Some(db) = error.as_db_error() else {
-        tracing::warn!(%error, "tenant statement lost its connection");
-        return ApiError::unavailable("the tenant database connection failed; retry later");
+        return ApiError::internal(&pg_error::describe(error));
     };
     let code = db.code();
     let class = &code.code()[..2];
-    let detail = describe(db);
-    if *code == SqlState::QUERY_CANCELED {
+    let detail = pg_error::message_and_hint(db);
+    if pg_error::is_query_canceled(error) {
         return ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "statement-timeout",
@@ -297,7 +304,7 @@ pub fn from_statement(error: &tokio_postgres::Error, timeout_ms: u64) -> ApiErro
         ),
         "42" if *code == SqlState::INSUFFICIENT_PRIVILEGE => ApiError::forbidden(detail),
         "22" | "P0" => ApiError::invalid(detail),
-        "08" | "53" | "57" | "58" | "XX" => {
+        "53" | "57" | "58" | "XX" => {
             tracing::warn!(sqlstate = code.code(), %detail, "tenant database failure");
             ApiError::unavailable("the tenant database is unavailable; retry later")
         }
@@ -311,9 +318,12 @@ pub fn from_statement(error: &tokio_postgres::Error, timeout_ms: u64) -> ApiErro
     error.with("sqlstate", code.code())
 }
 
-fn describe(db: &DbError) -> String {
-    match db.hint() {
-        Some(hint) => format!("{} (hint: {hint})", db.message()),
-        None => db.message().to_owned(),
+impl ApiError {
+    /// Adds the `sqlstate` member when the error has one.
+    fn with_sqlstate(self, error: &tokio_postgres::Error) -> Self {
+        match error.code() {
+            Some(code) => self.with("sqlstate", code.code()),
+            None => self,
+        }
     }
 }

@@ -2,11 +2,19 @@
 //! tenant's own role (through [`crate::Orchestrator::tenant_client`]).
 //!
 //! The statement passes [`super::sql_guard`], is prepared with the extended
-//! protocol (so a second statement is refused by the server), and runs in a
-//! transaction of its own with `SET LOCAL statement_timeout`, so nothing it
-//! does outlives the request on the pooled connection. At most
+//! protocol (so a second statement is refused by the server — recognised by
+//! SQLSTATE and position, never by message text, which follows
+//! `lc_messages`), and runs alone in the implicit transaction of one
+//! Bind/Execute/Sync, which the server commits or rolls back before it
+//! answers: the connection goes back idle, never inside a transaction (the
+//! guard refuses `BEGIN` and every other transaction control). The
+//! connection's session `statement_timeout` is `TENANTD_SQL_TIMEOUT_MS`, set
+//! once per pooled connection ([`TenantClient::set_statement_timeout`])
+//! rather than around every request; the guard refuses `SET` and
+//! `set_config`, so a statement cannot change it. At most
 //! `TENANTD_SQL_MAX_ROWS` rows come back. A request dropped half-way (client
-//! gone) discards its connection instead of returning it mid-transaction.
+//! gone) discards its connection instead of returning it with a statement
+//! still running.
 
 use crate::pool::TenantClient;
 use axum::Json;
@@ -15,7 +23,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Statement;
-use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +33,7 @@ use super::extract::ApiJson;
 use super::sql_guard;
 use super::sql_values::{self, Param};
 use super::state::AppState;
+use crate::pg_error;
 
 /// Prepared statements cached per connection at most, before the cache is emptied.
 const STATEMENT_CACHE_LIMIT: usize = 256;
@@ -131,24 +139,36 @@ async fn run(
 ) -> Result<SqlResult, RunError> {
     // Prepared outside the transaction: a refused statement leaves nothing to
     // roll back, and a cached one costs no round trip.
-    let statement = prepare(client, &request.sql).await.map_err(|error| {
-        let message = error.as_db_error().map(|d| d.message()).unwrap_or_default();
-        RunError::Clean(
-            if error.code() == Some(&SqlState::SYNTAX_ERROR)
-                && message.contains("multiple commands")
-            {
-                ApiError::bad_request(
-                    "send one statement per request: multiple statements are refused",
-                )
-                .with("sqlstate", SqlState::SYNTAX_ERROR.code())
-            } else {
-                from_statement(&error, timeout_ms)
-            },
-        )
-    })?;
+    let statement = prepare(client, &request.sql)
+        .await
+        .map_err(|error| refused(&error, &request.sql, timeout_ms))?;
     let params = bind_all(&statement, &request.params)
         .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
+    client
+        .set_statement_timeout(timeout_ms)
+        .await
+        .map_err(|error| RunError::Dirty(from_statement(&error, timeout_ms)))?;
     execute(client, &statement, &params, timeout_ms, max_rows).await
+}
+
+/// Maps a failed prepare. A second statement is refused by the server with
+/// a position-less `42601` ([`pg_error::is_multiple_commands`]); the text
+/// must also hold a `;` with a statement after it, so that no other syntax
+/// error is ever reported as one.
+fn refused(error: &tokio_postgres::Error, sql: &str, timeout_ms: u64) -> RunError {
+    let problem = if pg_error::is_multiple_commands(error) && sql_guard::has_second_statement(sql) {
+        ApiError::bad_request("send one statement per request: multiple statements are refused")
+            .with(
+                "sqlstate",
+                tokio_postgres::error::SqlState::SYNTAX_ERROR.code(),
+            )
+    } else {
+        from_statement(error, timeout_ms)
+    };
+    match error.as_db_error() {
+        Some(_) => RunError::Clean(problem),
+        None => RunError::Dirty(problem),
+    }
 }
 
 async fn prepare(client: &TenantClient, sql: &str) -> Result<Statement, tokio_postgres::Error> {
@@ -175,7 +195,8 @@ fn bind_all(statement: &Statement, params: &[Value]) -> Result<Vec<Param>, Strin
         .collect()
 }
 
-/// Runs the prepared statement and COMMIT, pipelined on one round trip.
+/// Runs the prepared statement: one Bind/Execute/Sync, so one round trip
+/// in an implicit transaction the server has ended when it answers.
 async fn execute(
     client: &TenantClient,
     statement: &Statement,
@@ -196,32 +217,14 @@ async fn execute(
         let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
         Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
     };
-    // The envelope statements are prepared once per connection and polled in
-    // order with the statement, so BEGIN, the timeout, the statement and COMMIT
-    // leave in one write and come back in one round trip; COMMIT turns into a
-    // ROLLBACK when the statement failed.
-    let envelope = envelope(client)
-        .await
-        .map_err(|e| RunError::Clean(from_statement(&e, timeout_ms)))?;
-    let timeout = timeout_ms.to_string();
-    let (began, limited, rows, committed) = futures::future::join4(
-        client.execute(&envelope.begin, &[]),
-        client.execute(&envelope.timeout, &[&timeout]),
-        rows,
-        client.execute(&envelope.commit, &[]),
-    )
-    .await;
-    if let Some(error) = began.err().or(limited.err()) {
-        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
-    }
-    let committed = committed.map(|_| ());
-    let (mut rows, affected) = match (rows, committed) {
-        (Ok(found), Ok(())) => found,
-        (Err(error), Ok(())) | (Ok(_), Err(error)) => {
+    let (mut rows, affected) = match rows.await {
+        Ok(found) => found,
+        // The server answered: it rolled the statement back and is idle.
+        Err(error) if error.as_db_error().is_some() => {
             forget_stale_plans(client, &error);
             return Err(RunError::Clean(from_statement(&error, timeout_ms)));
         }
-        (Err(error), Err(_)) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
+        Err(error) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
     };
     let truncated = rows.len() > max_rows;
     rows.truncate(max_rows);
@@ -251,32 +254,9 @@ async fn execute(
     })
 }
 
-/// The statements around a tenant's statement.
-struct Envelope {
-    begin: Statement,
-    timeout: Statement,
-    commit: Statement,
-}
-
-/// Prepares (or finds in the connection's cache) the envelope statements.
-async fn envelope(client: &TenantClient) -> Result<Envelope, tokio_postgres::Error> {
-    let (begin, timeout, commit) = futures::future::try_join3(
-        client.prepare_cached("BEGIN"),
-        client.prepare_cached("SELECT set_config('statement_timeout', $1, true)"),
-        client.prepare_cached("COMMIT"),
-    )
-    .await?;
-    Ok(Envelope {
-        begin,
-        timeout,
-        commit,
-    })
-}
-
 /// A schema change invalidates cached plans: forget them so the next call re-prepares.
 fn forget_stale_plans(client: &TenantClient, error: &tokio_postgres::Error) {
-    if matches!(error.code(), Some(c) if *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME)
-    {
+    if pg_error::is_stale_statement(error) {
         client.statement_cache.clear();
     }
 }

@@ -10,7 +10,8 @@
 //! literals), the first keywords are read, and a few patterns are searched
 //! in the rest. A false refusal is acceptable; a false acceptance is not.
 //! Multiple statements are refused by the server itself: the statement is
-//! prepared with the extended protocol, which takes one command only.
+//! prepared with the extended protocol, which takes one command only;
+//! [`has_second_statement`] only helps name that refusal.
 
 /// First keywords refused outright, with why.
 const REFUSED_FIRST: &[(&str, &str)] = &[
@@ -180,6 +181,83 @@ pub fn check(sql: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `sql` holds a `;` followed by more than white space and comments
+/// — outside string literals, quoted identifiers, dollar quotes and
+/// comments. The server decides what runs; this only names its refusal.
+pub fn has_second_statement(sql: &str) -> bool {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    let mut ended = false;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        i = match (c, next) {
+            ('-', Some('-')) => chars[i..]
+                .iter()
+                .position(|&c| c == '\n')
+                .map_or(chars.len(), |n| i + n),
+            ('/', Some('*')) => skip_block_comment(&chars, i),
+            _ if c.is_whitespace() => i + 1,
+            _ if ended => return true,
+            (';', _) => {
+                ended = true;
+                i + 1
+            }
+            ('\'', _) => skip_quoted(&chars, i, escapes_backslash(&chars, i)),
+            ('"', _) => skip_quoted(&chars, i, false),
+            ('$', _) => skip_dollar_quoted(&chars, i),
+            _ => i + 1,
+        };
+    }
+    false
+}
+
+/// Whether the string literal at `start` is an `E'…'` string (backslash escapes).
+fn escapes_backslash(chars: &[char], start: usize) -> bool {
+    start > 0
+        && matches!(chars[start - 1], 'e' | 'E')
+        && (start < 2 || !(chars[start - 2].is_alphanumeric() || chars[start - 2] == '_'))
+}
+
+/// Skips the literal or identifier quoted at `start`; returns the index after it.
+fn skip_quoted(chars: &[char], start: usize, backslash: bool) -> usize {
+    let quote = chars[start];
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if backslash => i += 2,
+            c if c == quote && chars.get(i + 1) == Some(&quote) => i += 2,
+            c if c == quote => return i + 1,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// Skips a dollar-quoted string (`$$…$$`, `$tag$…$tag$`) at `start`, or the
+/// `$` of a parameter (`$1`); returns the index after it.
+fn skip_dollar_quoted(chars: &[char], start: usize) -> usize {
+    let tag_end = chars[start + 1..]
+        .iter()
+        .position(|&c| !(c.is_alphanumeric() || c == '_'))
+        .map(|n| start + 1 + n);
+    let Some(tag_end) = tag_end.filter(|&end| chars[end] == '$') else {
+        return start + 1;
+    };
+    if chars.get(start + 1).is_some_and(char::is_ascii_digit) {
+        return start + 1;
+    }
+    let tag = &chars[start..=tag_end];
+    let mut i = tag_end + 1;
+    while i + tag.len() <= chars.len() {
+        if chars[i..i + tag.len()] == *tag {
+            return i + tag.len();
+        }
+        i += 1;
+    }
+    chars.len()
+}
+
 /// Lower-cases `sql`, replaces comments by a space (string literals, quoted
 /// identifiers and dollar quotes are kept) and collapses white space.
 fn normalise(sql: &str) -> String {
@@ -259,7 +337,39 @@ fn copy_quoted(chars: &[char], start: usize, quote: char, out: &mut String) -> u
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, has_second_statement};
+
+    #[test]
+    fn finds_a_second_statement_outside_quotes_and_comments() {
+        for sql in [
+            "SELECT 1; SELECT 2",
+            "SELECT 1 ;\n-- c\n  SET ROLE postgres",
+            "SELECT ';'; SELECT 2",
+            "SELECT $$;$$; SELECT 2",
+            "SELECT $a$ ; $a$; SELECT 2",
+            "SELECT E'\\';'; SELECT 2",
+            "SELECT \"a;b\" FROM t; SELECT 2",
+            "COMMIT; SELECT 1",
+            "SELECT $1; SELECT 2",
+        ] {
+            assert!(has_second_statement(sql), "missed: {sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "SELECT 1;",
+            "SELECT 1; -- trailing comment",
+            "SELECT 1; /* a ; b */  ",
+            "SELECT ';' AS x",
+            "SELECT $$ ; SELECT 2 $$",
+            "SELECT $tag$ ; $x$ ; $tag$",
+            "SELECT 'it''s; fine'",
+            "SELECT E'\\'; SELECT 2'",
+            "SELECT 1 -- ; SELECT 2",
+            "SELECT 1 /* ; SELECT 2 */",
+        ] {
+            assert!(!has_second_statement(sql), "false second statement: {sql}");
+        }
+    }
 
     #[test]
     fn accepts_ordinary_statements() {

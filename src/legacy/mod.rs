@@ -132,7 +132,7 @@ impl LegacyError {
         let context = context.into();
         move |source| Self::Db {
             context,
-            message: describe(&source),
+            message: crate::pg_error::describe(&source),
             source,
         }
     }
@@ -141,23 +141,6 @@ impl LegacyError {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }
-    }
-}
-
-/// PostgreSQL's message with its detail and hint, or the driver's error.
-fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = db.message().to_owned();
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!(" ({detail})"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; hint: {hint}"));
-            }
-            text
-        }
-        None => error.to_string(),
     }
 }
 

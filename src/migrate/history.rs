@@ -6,7 +6,6 @@
 
 use serde::Serialize;
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 
 use super::{MigrateError, MigrationSet};
 
@@ -94,7 +93,7 @@ pub async fn read_history(client: &Client) -> Result<Vec<AppliedMigration>, toki
                 checksum: row.get::<_, Option<String>>(2).unwrap_or_default(),
             })
             .collect()),
-        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
+        Err(e) if crate::pg_error::is_undefined_table(&e) => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }

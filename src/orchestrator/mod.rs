@@ -414,7 +414,7 @@ impl Orchestrator {
         match tokio::time::timeout(wait, self.inner.shared.get()).await {
             Ok(client) => client.map_err(|e| Error::Connection {
                 database: database.to_owned(),
-                reason: crate::server::error_chain(&e),
+                reason: crate::pg_error::describe(&e),
             }),
             Err(_) => Err(Error::Busy {
                 reason: format!(
@@ -493,12 +493,9 @@ async fn create_database_if_missing(admin: &Object, db: &str) -> Result<bool, Er
 fn ignore_duplicate(
     result: Result<(), tokio_postgres::Error>,
 ) -> Result<bool, tokio_postgres::Error> {
-    use tokio_postgres::error::SqlState;
     match result {
         Ok(()) => Ok(true),
-        Err(e) if matches!(e.code(), Some(c) if *c == SqlState::DUPLICATE_DATABASE || *c == SqlState::DUPLICATE_OBJECT) => {
-            Ok(false)
-        }
+        Err(e) if crate::pg_error::is_duplicate_object(&e) => Ok(false),
         Err(e) => Err(e),
     }
 }

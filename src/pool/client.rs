@@ -43,6 +43,26 @@ impl TenantClient {
     }
 }
 
+impl TenantClient {
+    /// Makes `timeout_ms` the session's `statement_timeout`. The setting
+    /// stays with the connection, so only the first call on a connection
+    /// (or one with another value) costs a round trip; a request that is
+    /// cancelled half-way must [`TenantClient::discard`] the connection.
+    pub async fn set_statement_timeout(
+        &self,
+        timeout_ms: u64,
+    ) -> Result<(), tokio_postgres::Error> {
+        let pooled = &*self.object;
+        if pooled.has_statement_timeout(timeout_ms) {
+            return Ok(());
+        }
+        self.batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
+            .await?;
+        pooled.record_statement_timeout(timeout_ms);
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for TenantClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantClient").finish_non_exhaustive()

@@ -141,7 +141,7 @@ impl From<PoolError> for crate::Error {
             PoolError::UnderMaintenance { code, reason } => Self::UnderMaintenance { code, reason },
             PoolError::Connect { database, source } => Self::Connection {
                 database,
-                reason: crate::server::error_chain(&source),
+                reason: crate::pg_error::describe(&source),
             },
             PoolError::Lookup(shared) => match Arc::try_unwrap(shared) {
                 Ok(catalog) => catalog.into(),

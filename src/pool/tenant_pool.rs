@@ -14,19 +14,21 @@ use std::time::Duration;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Config, Connection, NoTls, Socket};
 use uuid::Uuid;
 
 use super::PoolError;
 
-/// First delay before connecting again to a server with no free slot.
-const SERVER_FULL_RETRY: Duration = Duration::from_millis(20);
-const SERVER_FULL_RETRY_MAX: Duration = Duration::from_millis(500);
 use super::budget::Admission;
 use super::metrics::Counters;
+use crate::pg_error::{self, Backoff};
 use crate::tenant::TenantCode;
+
+/// First delay before connecting again after a transient failure (e.g. a
+/// server with no free slot), doubled up to [`CONNECT_RETRY_MAX`].
+const CONNECT_RETRY: Duration = Duration::from_millis(20);
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// A checked-out connection of a tenant pool.
 pub type TenantObject = managed::Object<TenantManager>;
@@ -87,6 +89,7 @@ impl managed::Manager for TenantManager {
         };
         Ok(PooledConnection {
             client: ClientWrapper::new(client, tokio::spawn(held.drive())),
+            statement_timeout_ms: AtomicU64::new(TIMEOUT_UNSET),
             _member: PoolMember::new(self.counters.clone(), self.open.clone()),
         })
     }
@@ -100,13 +103,15 @@ impl managed::Manager for TenantManager {
 }
 
 impl TenantManager {
-    /// Opens a connection within the cold-start cap. A server whose slots are
-    /// all taken (by other clients: tenantd stays within its budget) is
-    /// tried again with a growing delay; the caller's timeout bounds the wait.
+    /// Opens a connection within the cold-start cap. A transient failure
+    /// ([`pg_error::is_transient`]: typically a server whose slots are all
+    /// taken by other clients — tenantd stays within its budget — or one
+    /// starting up) is tried again with a growing delay; the caller's
+    /// timeout bounds the wait. Any other failure is returned at once.
     async fn connect(
         &self,
     ) -> Result<(tokio_postgres::Client, Connection<Socket, NoTlsStream>), PoolError> {
-        let mut delay = SERVER_FULL_RETRY;
+        let mut backoff = Backoff::new(CONNECT_RETRY, CONNECT_RETRY_MAX);
         loop {
             let slot = self.admission.cold_start().await?;
             let in_flight = InFlight::start(&self.counters);
@@ -114,11 +119,16 @@ impl TenantManager {
             drop((in_flight, slot));
             match connected {
                 Ok(pair) => return Ok(pair),
-                Err(source) if source.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) => {
-                    Counters::bump(&self.counters.server_full_retries);
-                    tracing::debug!(database = %self.database, "server full; connecting again shortly");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(SERVER_FULL_RETRY_MAX);
+                Err(source) if pg_error::is_transient(&source) => {
+                    if pg_error::is_too_many_connections(&source) {
+                        Counters::bump(&self.counters.server_full_retries);
+                        tracing::debug!(database = %self.database, "server full; connecting again shortly");
+                    } else {
+                        Counters::bump(&self.counters.connect_failures);
+                        tracing::warn!(database = %self.database, error = %pg_error::describe(&source),
+                            "cannot connect yet; connecting again shortly");
+                    }
+                    backoff.wait().await;
                 }
                 Err(source) => {
                     Counters::bump(&self.counters.connect_failures);
@@ -210,7 +220,25 @@ impl Drop for OpenConnection {
 /// connection go (eviction decisions must not see connections being closed).
 pub struct PooledConnection {
     client: ClientWrapper,
+    /// The session's `statement_timeout` as set through
+    /// [`super::TenantClient::set_statement_timeout`], or [`TIMEOUT_UNSET`].
+    statement_timeout_ms: AtomicU64,
     _member: PoolMember,
+}
+
+/// The session's statement timeout was never set by tenantd.
+const TIMEOUT_UNSET: u64 = u64::MAX;
+
+impl PooledConnection {
+    /// Whether the session's statement timeout is `ms` (set by tenantd).
+    pub(super) fn has_statement_timeout(&self, ms: u64) -> bool {
+        ms != TIMEOUT_UNSET && self.statement_timeout_ms.load(Ordering::Relaxed) == ms
+    }
+
+    /// Records that the session's statement timeout is now `ms`.
+    pub(super) fn record_statement_timeout(&self, ms: u64) {
+        self.statement_timeout_ms.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl std::ops::Deref for PooledConnection {

@@ -233,3 +233,136 @@ async fn an_unreachable_tenant_database_is_a_retryable_503() {
     );
     server.stop().await;
 }
+
+/// Locales whose PostgreSQL translations may be installed; the first one the
+/// server accepts as `lc_messages` is used.
+const TRANSLATED_LOCALES: &[&str] = &[
+    "de_DE.UTF-8",
+    "fr_FR.UTF-8",
+    "es_ES.UTF-8",
+    "it_IT.UTF-8",
+    "sv_SE.UTF-8",
+];
+
+#[tokio::test]
+async fn a_second_statement_is_recognised_by_sqlstate_and_position_not_message_text() {
+    let server = TestServer::start().await;
+    server.create_tenant("babel", "pro").await;
+    let key = server.tenant_key("babel").await;
+    let database = format!("{}_babel", server.env.prefix);
+    // Before the tenant's first connection: its sessions speak another
+    // language if the machine has one (the message text changes, the
+    // SQLSTATE and the missing position do not).
+    let admin = server.env.admin().await;
+    let mut language = None;
+    for locale in TRANSLATED_LOCALES {
+        let sql = format!("ALTER DATABASE \"{database}\" SET lc_messages = '{locale}'");
+        if admin.batch_execute(&sql).await.is_ok() {
+            language = Some(*locale);
+            break;
+        }
+    }
+    let (status, body) = server
+        .sql(&key, "SELECT current_setting('lc_messages')", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eprintln!(
+        "lc_messages of the tenant's sessions: {} ({})",
+        body["rows"][0][0],
+        match language {
+            Some(_) => "a translated language",
+            None => "no other locale is installed: the rule is proved by SQLSTATE and position",
+        }
+    );
+    if let Some(locale) = language {
+        assert_eq!(body["rows"][0][0], locale);
+        // The server really answers in that language now.
+        let (_, body) = server.sql(&key, "SELECT 1 FROM nowhere", json!([])).await;
+        assert!(
+            !body["detail"].as_str().unwrap().contains("does not exist"),
+            "{body}"
+        );
+    }
+    for sql in [
+        "SELECT 1; SELECT 2",
+        "SELECT ';' AS a; SELECT name FROM clients",
+        "SELECT 1 /* ; */ ; -- x\n UPDATE clients SET name = 'x'",
+    ] {
+        let (status, body) = server.sql(&key, sql, json!([])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        check_problem(&body, status);
+        assert_eq!(body["sqlstate"], "42601", "{sql}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("one statement per request"),
+            "{sql}: {body}"
+        );
+    }
+    // Other syntax errors (42601 with a position) keep the server's message.
+    for sql in ["SELECT 1 SELECT 2", "SELEC 1;", "SELECT (1;"] {
+        let (status, body) = server.sql(&key, sql, json!([])).await;
+        assert_eq!(
+            (status, body["sqlstate"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("42601")),
+            "{sql}: {body}"
+        );
+        assert!(
+            !body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("one statement per request"),
+            "{sql}: {body}"
+        );
+    }
+    let (status, body) = server.sql(&key, "SELECT 1;", json!([])).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a trailing ';' is one statement: {body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_request_discards_its_connection() {
+    let server = TestServer::start_with(&[
+        ("TENANTD_TENANT_MAX_CONNECTIONS", "1"),
+        ("TENANTD_SQL_TIMEOUT_MS", "20000"),
+    ])
+    .await;
+    server.create_tenant("quitter", "pro").await;
+    let key = server.tenant_key("quitter").await;
+    let pid = |body: serde_json::Value| body["rows"][0][0].as_i64().unwrap();
+    let (status, body) = server
+        .sql(&key, "SELECT pg_backend_pid()::int8", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = pid(body);
+    // The client gives up while the statement runs: the handler is dropped.
+    let gave_up = server
+        .http
+        .post(format!("{}/v1/sql", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "sql": "SELECT pg_sleep(10)" }))
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the request was expected to time out");
+    let started = std::time::Instant::now();
+    let (status, body) = server
+        .sql(&key, "SELECT pg_backend_pid()::int8", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(
+        pid(body),
+        first,
+        "the cancelled request's connection went back to the pool"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "the next request waited for the abandoned statement"
+    );
+    server.stop().await;
+}
