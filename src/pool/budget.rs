@@ -12,13 +12,21 @@
 //! busy connection is free again in microseconds, a new one costs
 //! milliseconds of server work. This module does not decide how long a
 //! request may wait; the caller bounds it.
+//!
+//! On a server shared with other clients the budget may be more than the
+//! server can give: a connection refused with `53300` makes room the same
+//! way (see [`Admission::server_refused`]) and lowers the budget's
+//! effective [`Ceiling`], so later requests close idle connections before
+//! asking the server instead of being refused.
 
-use std::sync::Weak;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::sync::{Arc, Weak};
+
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
+use super::ceiling::Ceiling;
 use super::metrics::Counters;
 use super::{PoolError, PoolsInner};
 use crate::config::PoolSettings;
@@ -54,7 +62,7 @@ pub(crate) struct Admission {
     settings: PoolSettings,
     server: Server,
     admin_reserve: usize,
-    budget: OnceCell<Budget>,
+    budget: OnceCell<Arc<Budget>>,
     cold_starts: Semaphore,
     returned: Notify,
     making_room: AtomicUsize,
@@ -77,8 +85,8 @@ impl Drop for MakingRoom<'_> {
     }
 }
 
-/// What [`Admission::evict_for`] did.
-enum Eviction {
+/// What [`Admission::evict_for`] (or [`Admission::server_refused`]) did.
+pub(crate) enum Eviction {
     /// Closed another tenant's idle connection: a permit is on its way.
     Closed,
     /// Closed nothing, but the requester's own pool has an idle connection
@@ -88,10 +96,26 @@ enum Eviction {
     Nothing,
 }
 
-/// The semaphore whose permits are open connections.
+/// The semaphore whose permits are open connections, and its ceiling.
 struct Budget {
-    permits: std::sync::Arc<Semaphore>,
+    permits: Arc<Semaphore>,
     total: usize,
+    ceiling: Ceiling,
+}
+
+/// A budget permit held for one open (or opening) connection; given back
+/// through the [`Ceiling`] when dropped (withheld if the ceiling is low).
+pub(crate) struct BudgetPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    budget: Arc<Budget>,
+}
+
+impl Drop for BudgetPermit {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.budget.ceiling.give_back(permit);
+        }
+    }
 }
 
 impl Admission {
@@ -115,17 +139,18 @@ impl Admission {
     }
 
     /// The budget, read from the settings or (once) from the server's limits.
-    async fn budget(&self) -> Result<&Budget, PoolError> {
+    async fn budget(&self) -> Result<&Arc<Budget>, PoolError> {
         self.budget
             .get_or_try_init(|| async {
                 let total = match self.settings.max_connections {
                     Some(total) => total,
                     None => self.budget_from_server().await?,
                 };
-                Ok::<_, PoolError>(Budget {
-                    permits: std::sync::Arc::new(Semaphore::new(total)),
+                Ok::<_, PoolError>(Arc::new(Budget {
+                    permits: Arc::new(Semaphore::new(total)),
                     total,
-                })
+                    ceiling: Ceiling::new(total),
+                }))
             })
             .await
     }
@@ -157,6 +182,36 @@ impl Admission {
         self.budget.get().map_or(0, |b| b.total)
     }
 
+    /// The budget's effective ceiling (the budget unless the server refused
+    /// connections lately), 0 until it is known.
+    pub fn ceiling(&self) -> usize {
+        self.budget.get().map_or(0, |b| b.ceiling.get())
+    }
+
+    /// Raises the ceiling one step if the server has been quiet long enough.
+    pub fn maybe_raise_ceiling(&self) {
+        if let Some(budget) = self.budget.get()
+            && budget.ceiling.maybe_raise(&budget.permits)
+        {
+            Counters::record_ceiling(budget.ceiling.get());
+        }
+    }
+
+    /// The server refused a connection for `code` (which has `open`
+    /// connections) for want of free slots: counts it, lowers the ceiling to
+    /// the tenant connections open now, and makes room as a full budget
+    /// does — closes an idle connection of another tenant, least recently
+    /// used first (see [`Admission::evict_for`]).
+    pub fn server_refused(&self, code: &TenantCode, open: usize, counters: &Counters) -> Eviction {
+        counters.server_refused();
+        if let Some(budget) = self.budget.get() {
+            let open_now = counters.open_connections.load(Ordering::Relaxed);
+            budget.ceiling.server_refused(open_now, &budget.permits);
+            Counters::record_ceiling(budget.ceiling.get());
+        }
+        self.evict_for(code, open)
+    }
+
     /// A permit for one more open connection for `code`, which has `open`
     /// connections: at once if the budget has room; else, below the fair
     /// share, after closing idle connections to make room (waiting as long as
@@ -166,22 +221,30 @@ impl Admission {
         code: &TenantCode,
         open: usize,
         counters: &Counters,
-    ) -> Result<OwnedSemaphorePermit, PoolError> {
+    ) -> Result<BudgetPermit, PoolError> {
         let budget = self.budget().await?;
+        if budget.ceiling.maybe_raise(&budget.permits) {
+            Counters::record_ceiling(budget.ceiling.get());
+        }
+        let permit = |permit| BudgetPermit {
+            permit: Some(permit),
+            budget: budget.clone(),
+        };
         // A permit freed by an eviction belongs to the tenant that made room:
         // a growing tenant does not take it while anyone is making room.
         let growing_past_waiters = open > 0 && self.making_room.load(Ordering::Relaxed) > 0;
-        if !growing_past_waiters && let Ok(permit) = budget.permits.clone().try_acquire_owned() {
-            return Ok(permit);
+        if !growing_past_waiters && let Ok(p) = budget.permits.clone().try_acquire_owned() {
+            return Ok(permit(p));
         }
+        // The fair share is of what the server gives, not of the budget.
         let holders = counters.tenants_with_connections.load(Ordering::Relaxed);
-        if open > 0 && open >= budget.total / holders.max(1) {
+        if open > 0 && open >= budget.ceiling.get() / holders.max(1) {
             return Err(PoolError::Saturated);
         }
         let _making_room = MakingRoom::enter(&self.making_room);
         loop {
-            if let Ok(permit) = budget.permits.clone().try_acquire_owned() {
-                return Ok(permit);
+            if let Ok(p) = budget.permits.clone().try_acquire_owned() {
+                return Ok(permit(p));
             }
             let returned = self.returned.notified();
             tokio::pin!(returned);
@@ -202,8 +265,8 @@ impl Admission {
                 EVICTION_RETRY
             };
             tokio::select! {
-                permit = budget.permits.clone().acquire_owned() => {
-                    return permit.map_err(|_| PoolError::Closed);
+                p = budget.permits.clone().acquire_owned() => {
+                    return p.map(permit).map_err(|_| PoolError::Closed);
                 }
                 () = &mut returned, if !evicted => {}
                 () = tokio::time::sleep(retry) => {}

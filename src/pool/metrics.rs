@@ -1,7 +1,9 @@
 //! Counters and gauges of the pool layer, kept in atomics so the hot path
 //! never takes a lock to count, and read as a [`PoolStats`] snapshot (for the
-//! future `/metrics` endpoint, logs and tests). This module only counts; it
-//! decides nothing.
+//! future `/metrics` endpoint, logs and tests). Refusals by the server and
+//! the budget's ceiling also go through the `metrics` facade
+//! ([`SERVER_REFUSALS`], [`BUDGET_CEILING`]), which `GET /metrics` renders.
+//! This module only counts; it decides nothing.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +17,13 @@ const WAIT_BUCKETS_US: [u64; 14] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
     1_000_000, 5_000_000,
 ];
+
+/// Counter (`metrics` facade): tenant connections the server refused for
+/// want of free slots (`53300`, other clients hold them).
+pub const SERVER_REFUSALS: &str = "tenantd_pool_server_refusals_total";
+/// Gauge (`metrics` facade): the budget's effective ceiling (the budget
+/// unless the server refused connections lately).
+pub const BUDGET_CEILING: &str = "tenantd_pool_budget_ceiling";
 
 /// Live counters shared by every pool of one process.
 #[derive(Debug, Default)]
@@ -70,13 +79,28 @@ impl Counters {
             .fetch_max(now, Ordering::Relaxed);
     }
 
+    /// Counts a connection the server refused for want of free slots.
+    pub fn server_refused(&self) {
+        Self::bump(&self.server_full_retries);
+        metrics::counter!(SERVER_REFUSALS).increment(1);
+    }
+
+    /// Publishes the budget's effective ceiling.
+    pub fn record_ceiling(ceiling: usize) {
+        metrics::gauge!(BUDGET_CEILING).set(ceiling as f64);
+    }
+
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A snapshot; `budget` and `tenants` come from the pool cache.
-    pub fn snapshot(&self, budget: usize, tenants: Vec<TenantConnections>) -> PoolStats {
+    /// A snapshot; `budget`, its `ceiling` and `tenants` come from the pool layer.
+    pub fn snapshot(
+        &self,
+        (budget, ceiling): (usize, usize),
+        tenants: Vec<TenantConnections>,
+    ) -> PoolStats {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let gauge = |a: &AtomicUsize| a.load(Ordering::Relaxed);
         let mut cumulative = 0;
@@ -96,6 +120,7 @@ impl Counters {
             .collect();
         PoolStats {
             budget,
+            budget_ceiling: ceiling,
             open_pools: gauge(&self.open_pools),
             pools_created: load(&self.pools_created),
             open_connections: gauge(&self.open_connections),
@@ -160,6 +185,9 @@ pub struct WaitHistogram {
 pub struct PoolStats {
     /// The global budget of open tenant connections (0 until it is known).
     pub budget: usize,
+    /// The budget's effective ceiling now: lowered when the server refuses
+    /// connections (other clients hold its slots), raised back slowly.
+    pub budget_ceiling: usize,
     /// Tenant pools open now.
     pub open_pools: usize,
     /// Tenant pools ever created.
@@ -173,7 +201,8 @@ pub struct PoolStats {
     /// Connection attempts that failed.
     pub connect_failures: u64,
     /// Connection attempts the server refused for want of free slots (taken by
-    /// other clients), tried again within the acquire timeout.
+    /// other clients): each lowered the ceiling and made room, then was tried
+    /// again within the acquire timeout (also [`SERVER_REFUSALS`]).
     pub server_full_retries: u64,
     /// Connections being opened now.
     pub connects_in_flight: usize,
@@ -227,7 +256,7 @@ mod tests {
         counters.record_wait(Duration::from_micros(50));
         counters.record_wait(Duration::from_millis(3));
         counters.record_wait(Duration::from_secs(60));
-        let stats = counters.snapshot(10, Vec::new());
+        let stats = counters.snapshot((10, 10), Vec::new());
         let h = &stats.acquire_wait;
         assert_eq!(h.count, 3);
         assert_eq!(h.buckets[0].count, 1);

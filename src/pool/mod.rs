@@ -9,6 +9,8 @@
 //!   (`TENANTD_MAX_CONNECTIONS`) whose permits are held by open connections,
 //!   and the cap on connections being opened at once; a full budget closes
 //!   idle connections of other tenants to make room.
+//! - [`ceiling`]: the budget's effective ceiling on a shared server, lowered
+//!   when the server refuses connections (`53300`), raised back slowly.
 //! - [`metrics`]: counters and gauges, read as [`PoolStats`].
 //!
 //! Pools unused for `TENANTD_POOL_IDLE_SECS` are evicted and closed (a
@@ -17,6 +19,7 @@
 //! retryable [`crate::Error::Busy`]. This module never changes the catalog.
 
 mod budget;
+mod ceiling;
 mod client;
 mod metrics;
 mod route;
@@ -274,7 +277,10 @@ impl Pools {
             })
             .collect();
         tenants.sort_by(|a, b| a.code.cmp(&b.code));
-        let mut stats = inner.counters.snapshot(inner.admission.total(), tenants);
+        let mut stats = inner.counters.snapshot(
+            (inner.admission.total(), inner.admission.ceiling()),
+            tenants,
+        );
         if let Some(listener) = inner.listener.get() {
             stats.notify_connected = listener.connected();
             stats.notify_reconnects = listener.reconnects();
@@ -401,6 +407,7 @@ impl PoolsInner {
 
     /// Runs moka's expiry and closes connections idle for the idle time.
     async fn housekeep_once(&self) {
+        self.admission.maybe_raise_ceiling();
         self.pools.run_pending_tasks().await;
         self.routes.run_pending_tasks().await;
         let idle = self.settings.idle;

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Config, Connection, NoTls, Socket};
 use uuid::Uuid;
 
 use super::PoolError;
 
-use super::budget::Admission;
+use super::budget::{Admission, BudgetPermit, Eviction};
 use super::metrics::Counters;
 use crate::pg_error::{self, Backoff};
 use crate::tenant::TenantCode;
@@ -78,7 +78,7 @@ impl managed::Manager for TenantManager {
             .admission
             .admit(&self.code, open, &self.counters)
             .await?;
-        let (client, connection) = self.connect().await?;
+        let (client, connection) = self.connect(open).await?;
         if open > 0 {
             Counters::bump(&self.counters.growth_connections);
         }
@@ -103,13 +103,17 @@ impl managed::Manager for TenantManager {
 }
 
 impl TenantManager {
-    /// Opens a connection within the cold-start cap. A transient failure
-    /// ([`pg_error::is_transient`]: typically a server whose slots are all
-    /// taken by other clients — tenantd stays within its budget — or one
-    /// starting up) is tried again with a growing delay; the caller's
+    /// Opens a connection within the cold-start cap, for a tenant that has
+    /// `open` connections. A server refusing for want of free slots (other
+    /// clients hold them) makes room through [`Admission::server_refused`]
+    /// and is tried again shortly; when there is no room to make, a tenant
+    /// that has connections waits for its own ([`PoolError::Saturated`]).
+    /// Other transient failures ([`pg_error::is_transient`], e.g. a server
+    /// starting up) are tried again with a growing delay; the caller's
     /// timeout bounds the wait. Any other failure is returned at once.
     async fn connect(
         &self,
+        open: usize,
     ) -> Result<(tokio_postgres::Client, Connection<Socket, NoTlsStream>), PoolError> {
         let mut backoff = Backoff::new(CONNECT_RETRY, CONNECT_RETRY_MAX);
         loop {
@@ -119,15 +123,23 @@ impl TenantManager {
             drop((in_flight, slot));
             match connected {
                 Ok(pair) => return Ok(pair),
-                Err(source) if pg_error::is_transient(&source) => {
-                    if pg_error::is_too_many_connections(&source) {
-                        Counters::bump(&self.counters.server_full_retries);
-                        tracing::debug!(database = %self.database, "server full; connecting again shortly");
-                    } else {
-                        Counters::bump(&self.counters.connect_failures);
-                        tracing::warn!(database = %self.database, error = %pg_error::describe(&source),
-                            "cannot connect yet; connecting again shortly");
+                Err(source) if pg_error::is_too_many_connections(&source) => {
+                    tracing::debug!(database = %self.database, "server full; making room");
+                    match self
+                        .admission
+                        .server_refused(&self.code, open, &self.counters)
+                    {
+                        Eviction::Closed => {}
+                        Eviction::OwnIdle => return Err(PoolError::Saturated),
+                        Eviction::Nothing if open > 0 => return Err(PoolError::Saturated),
+                        Eviction::Nothing => {}
                     }
+                    backoff.wait().await;
+                }
+                Err(source) if pg_error::is_transient(&source) => {
+                    Counters::bump(&self.counters.connect_failures);
+                    tracing::warn!(database = %self.database, error = %pg_error::describe(&source),
+                        "cannot connect yet; connecting again shortly");
                     backoff.wait().await;
                 }
                 Err(source) => {
@@ -158,7 +170,7 @@ struct HeldConnection {
 const BACKEND_RETIRE_DELAY: Duration = Duration::from_millis(5);
 
 /// A budget permit given back [`BACKEND_RETIRE_DELAY`] after it is dropped.
-struct RetiringPermit(Option<OwnedSemaphorePermit>);
+struct RetiringPermit(Option<BudgetPermit>);
 
 impl Drop for RetiringPermit {
     fn drop(&mut self) {

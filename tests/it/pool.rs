@@ -424,3 +424,103 @@ async fn a_killed_listener_reconnects_and_resubscribes() {
     one.close();
     other.close();
 }
+
+/// Idle sessions of "another application" holding the server's free slots;
+/// closed when dropped, also when the test fails (idle backends notice a
+/// closed socket at once, unlike one running `pg_sleep`).
+struct ForeignSessions {
+    _sessions: Vec<tokio_postgres::Client>,
+}
+
+impl ForeignSessions {
+    /// Opens idle sessions until about `leave` of the slots ordinary roles may
+    /// use are free (counted now: other tests run at the same time). Stops at
+    /// the first refusal.
+    async fn leaving(env: &TestEnv, leave: i64) -> Self {
+        let free: i64 = {
+            let admin = env.admin().await;
+            admin
+                .query_one(
+                    "SELECT current_setting('max_connections')::int8 \
+                     - current_setting('superuser_reserved_connections')::int8 \
+                     - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0)
+        };
+        let config: tokio_postgres::Config = crate::common::server_url().parse().unwrap();
+        let mut sessions = Vec::new();
+        for _ in 0..(free + 1 - leave).max(0) {
+            let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await else {
+                break;
+            };
+            tokio::spawn(connection);
+            sessions.push(client);
+        }
+        eprintln!(
+            "{free} free slots; {} held by foreign sessions",
+            sessions.len()
+        );
+        Self {
+            _sessions: sessions,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_server_with_fewer_free_slots_than_the_budget_still_serves_every_tenant() {
+    const TENANTS: usize = 16;
+    const WORKERS: usize = 4;
+    let mut env = TestEnv::new();
+    env.set("TENANTD_MAX_CONNECTIONS", "40")
+        .set("TENANTD_TENANT_MAX_CONNECTIONS", "2")
+        .set("TENANTD_ACQUIRE_TIMEOUT_MS", "3000");
+    let orchestrator = env.orchestrator().await;
+    let codes = Arc::new(create_tenants(&orchestrator, &env, TENANTS).await);
+    select_one(&orchestrator, &codes[0]).await.unwrap();
+
+    // About 10 free slots for this tenantd's admin pools, its tenants and
+    // the other tests: fewer than the 16 tenants and far below the budget.
+    let foreign = ForeignSessions::leaving(&env, 10).await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (orchestrator, codes, failures) =
+                (orchestrator.clone(), codes.clone(), failures.clone());
+            tokio::spawn(async move {
+                for _round in 0..3 {
+                    for code in codes.iter().skip(worker).step_by(WORKERS) {
+                        if let Err(error) = select_one(&orchestrator, code).await {
+                            eprintln!("request to {code} failed: {error}");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    drop(foreign);
+    let stats = orchestrator.pool_stats();
+    eprintln!(
+        "refusals {}, ceiling {} of {}, budget evictions {}, busy {}",
+        stats.server_full_retries,
+        stats.budget_ceiling,
+        stats.budget,
+        stats.budget_evictions,
+        stats.budget_timeouts
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "every tenant is served although the server refuses connections: {stats:?}"
+    );
+    assert_eq!(stats.budget_timeouts, 0, "{stats:?}");
+    orchestrator.close();
+    drop_tenant_databases(&env).await;
+}
