@@ -7,7 +7,10 @@
 //!   tenants (10% swapped each second), against one database through a plain
 //!   pool of 32 (throughput);
 //! - churn: 32 clients spread over all 1,000 tenants, against the server's
-//!   connection set-up rate (open, `SELECT 1`, close) at the same concurrency.
+//!   connection set-up rate (open, `SELECT 1`, close) at the same concurrency;
+//! - shared: the hot-set load while another client holds 30% of the server's
+//!   `max_connections` in idle sessions (so the server has fewer free slots
+//!   than the budget), against the hot set's throughput without them.
 //!
 //! Needs `DATABASE_URL` (default: the local server). Creates everything under
 //! a unique prefix and drops it at the end, also on error.
@@ -29,6 +32,8 @@ const HOT_SET: usize = 60;
 const CLIENTS: usize = 32;
 const BUDGET: usize = 80;
 const OVERHEAD_BLOCK: usize = 500;
+/// Share of `max_connections` the other client holds in the shared scenario (%).
+const FOREIGN_PERCENT: usize = 30;
 
 /// The run's size: the full one, or a smoke test with `BENCH_POOL_QUICK=1`.
 struct Plan {
@@ -119,12 +124,14 @@ async fn run(bench: Bench) -> Result<()> {
     let admin = bench.admin().await?;
     let max: String = admin.query_one("SHOW max_connections", &[]).await?.get(0);
     println!("server max_connections = {max}; tenantd budget = {BUDGET}");
+    let max: usize = max.parse().context("max_connections")?;
     let targets = Arc::new(provision(&bench).await?);
     let sampler = Sampler::start(bench.admin().await?, &bench.prefix);
     let mut report = Report::default();
     overhead(&bench, &targets, &sampler, &mut report).await?;
     hot_set(&bench, &targets, &sampler, &mut report).await?;
     churn(&bench, &targets, &sampler, &mut report).await?;
+    shared(&bench, &targets, &sampler, &mut report, max).await?;
     report.print();
     Ok(())
 }
@@ -230,6 +237,9 @@ struct Report {
     overhead: (f64, f64),
     hot: (f64, f64),
     churn: (f64, f64),
+    shared: f64,
+    shared_errors: u64,
+    foreign: usize,
     errors: u64,
     baseline_errors: u64,
 }
@@ -250,14 +260,22 @@ impl Report {
             "churn:    tenantd {:.0} req/s, open+SELECT 1+close {:.0} conn/s",
             self.churn.0, self.churn.1
         );
+        println!(
+            "shared:   tenantd {:.0} req/s with {} foreign sessions, {:.0} req/s without",
+            self.shared, self.foreign, self.hot.0
+        );
         println!("baseline errors: {}", self.baseline_errors);
         println!(
-            "RESULT overhead_ratio={:.2} hot_ratio={:.2} churn_ratio={:.2} max_open={} budget={BUDGET} errors={}",
+            "RESULT overhead_ratio={:.2} hot_ratio={:.2} churn_ratio={:.2} max_open={} budget={BUDGET} errors={} \
+             shared_ratio={:.2} shared_errors={} foreign={}",
             ratio(self.overhead),
             ratio(self.hot),
             ratio(self.churn),
             MAX_OPEN.load(Ordering::Relaxed),
-            self.errors
+            self.errors,
+            ratio((self.shared, self.hot.0)),
+            self.shared_errors,
+            self.foreign
         );
     }
 }
@@ -321,13 +339,9 @@ async fn plain_select(pool: &deadpool_postgres::Pool) -> Result<()> {
     Ok(())
 }
 
-/// Runs a tenantd scenario on a fresh orchestrator, sampling open connections.
-async fn tenantd_phase<F, Fut>(
-    bench: &Bench,
-    sampler: &Sampler,
-    report: &mut Report,
-    op: F,
-) -> Result<f64>
+/// Runs a tenantd scenario on a fresh orchestrator, sampling open
+/// connections; returns (successes per second, errors).
+async fn tenantd_phase<F, Fut>(bench: &Bench, sampler: &Sampler, op: F) -> Result<(f64, u64)>
 where
     F: Fn(Orchestrator) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -341,19 +355,22 @@ where
     let stats = orchestrator.pool_stats();
     println!(
         "    tenantd: {rate:.0} req/s, {errors} errors, peak open {} (pg_stat_activity max {}), \
-         opened {} (growth {}), budget evictions {} (last connections {}), busy {}",
+         opened {} (growth {}), budget evictions {} (last connections {}), busy {}, \
+         server refusals {} (ceiling {} at the end), mean acquire wait {:.0} µs",
         stats.peak_open_connections,
         sampler.max(),
         stats.connections_opened,
         stats.growth_connections,
         stats.budget_evictions,
         stats.last_connection_evictions,
-        stats.budget_timeouts
+        stats.budget_timeouts,
+        stats.server_full_retries,
+        stats.budget_ceiling,
+        stats.acquire_wait.sum_seconds * 1e6 / stats.acquire_wait.count.max(1) as f64
     );
     MAX_OPEN.fetch_max(sampler.max(), Ordering::Relaxed);
-    report.errors += errors;
     orchestrator.close();
-    Ok(rate)
+    Ok((rate, errors))
 }
 
 async fn overhead(
@@ -439,24 +456,37 @@ async fn hot_set(
         theirs += rate;
         report.baseline_errors += errors;
 
-        let set = Arc::new(RwLock::new(
-            rand::seq::index::sample(&mut rand::rng(), plan().tenants, HOT_SET).into_vec(),
-        ));
-        let drift = tokio::spawn(drift(set.clone()));
-        let targets = targets.clone();
-        ours += tenantd_phase(bench, sampler, report, move |o| {
-            let pick = {
-                let set = set.read().unwrap_or_else(|p| p.into_inner());
-                set[rand::random_range(0..set.len())]
-            };
-            let code = targets[pick].code.clone();
-            async move { tenantd_select(&o, &code).await }
-        })
-        .await?;
-        drift.abort();
+        let (rate, errors) = hot_phase(bench, targets, sampler).await?;
+        ours += rate;
+        report.errors += errors;
     }
     report.hot = (ours / plan().rounds as f64, theirs / plan().rounds as f64);
     Ok(())
+}
+
+/// The hot-set load through tenantd: `CLIENTS` clients on a drifting
+/// working set of `HOT_SET` tenants; returns (req/s, errors).
+async fn hot_phase(
+    bench: &Bench,
+    targets: &Arc<Vec<Target>>,
+    sampler: &Sampler,
+) -> Result<(f64, u64)> {
+    let set = Arc::new(RwLock::new(
+        rand::seq::index::sample(&mut rand::rng(), plan().tenants, HOT_SET).into_vec(),
+    ));
+    let drift = tokio::spawn(drift(set.clone()));
+    let targets = targets.clone();
+    let outcome = tenantd_phase(bench, sampler, move |o| {
+        let pick = {
+            let set = set.read().unwrap_or_else(|p| p.into_inner());
+            set[rand::random_range(0..set.len())]
+        };
+        let code = targets[pick].code.clone();
+        async move { tenantd_select(&o, &code).await }
+    })
+    .await;
+    drift.abort();
+    outcome
 }
 
 /// Every second, swaps 10% of the working set for tenants outside it.
@@ -507,12 +537,65 @@ async fn churn(
         report.baseline_errors += errors;
 
         let t = targets.clone();
-        ours += tenantd_phase(bench, sampler, report, move |o| {
+        let (rate, errors) = tenantd_phase(bench, sampler, move |o| {
             let code = t[rand::random_range(0..t.len())].code.clone();
             async move { tenantd_select(&o, &code).await }
         })
         .await?;
+        ours += rate;
+        report.errors += errors;
     }
     report.churn = (ours / plan().rounds as f64, theirs / plan().rounds as f64);
     Ok(())
+}
+
+/// The hot-set load while idle sessions of another client hold
+/// `FOREIGN_PERCENT`% of the server's `max_connections`.
+async fn shared(
+    bench: &Bench,
+    targets: &Arc<Vec<Target>>,
+    sampler: &Sampler,
+    report: &mut Report,
+    max_connections: usize,
+) -> Result<()> {
+    let wanted = max_connections * FOREIGN_PERCENT / 100;
+    sampler.wait_quiet().await;
+    let foreign = hold_sessions(&bench.url, wanted).await?;
+    report.foreign = foreign.len();
+    println!(
+        "shared: hot-set load while {} idle sessions of another client are open \
+         ({FOREIGN_PERCENT}% of max_connections {max_connections}); {} rounds of {:?}",
+        foreign.len(),
+        plan().rounds,
+        plan().measure
+    );
+    let mut ours = 0.0;
+    for _ in 0..plan().rounds {
+        let (rate, errors) = hot_phase(bench, targets, sampler).await?;
+        ours += rate;
+        report.shared_errors += errors;
+    }
+    drop(foreign);
+    report.shared = ours / plan().rounds as f64;
+    Ok(())
+}
+
+/// Opens up to `count` idle sessions to the server at `url` (stops when the
+/// server refuses one); they close when dropped.
+async fn hold_sessions(url: &str, count: usize) -> Result<Vec<tokio_postgres::Client>> {
+    let config: tokio_postgres::Config = url.parse().context("DATABASE_URL")?;
+    let mut sessions = Vec::with_capacity(count);
+    for _ in 0..count {
+        match connect(&config).await {
+            Ok(client) => sessions.push(client),
+            Err(error) => {
+                println!(
+                    "    the server refused foreign session {}: {error:#}",
+                    sessions.len() + 1
+                );
+                break;
+            }
+        }
+    }
+    Ok(sessions)
 }

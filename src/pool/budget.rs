@@ -199,14 +199,13 @@ impl Admission {
 
     /// The server refused a connection for `code` (which has `open`
     /// connections) for want of free slots: counts it, lowers the ceiling to
-    /// the tenant connections open now, and makes room as a full budget
+    /// the other permits out now, and makes room as a full budget
     /// does — closes an idle connection of another tenant, least recently
     /// used first (see [`Admission::evict_for`]).
     pub fn server_refused(&self, code: &TenantCode, open: usize, counters: &Counters) -> Eviction {
         counters.server_refused();
         if let Some(budget) = self.budget.get() {
-            let open_now = counters.open_connections.load(Ordering::Relaxed);
-            budget.ceiling.server_refused(open_now, &budget.permits);
+            budget.ceiling.server_refused(&budget.permits);
             Counters::record_ceiling(budget.ceiling.get());
         }
         self.evict_for(code, open)

@@ -3,8 +3,11 @@
 //! whole budget (other clients hold slots, so it refuses new connections
 //! with `53300` while the budget still has permits).
 //!
-//! A refusal lowers the ceiling to the tenant connections open at that
-//! moment; the permits above it are *withheld*: taken out of the budget's
+//! A refusal lowers the ceiling to the permits in use at that moment but the
+//! refused attempt's own (open connections, attempts in flight and closed
+//! connections whose backend is still retiring all hold a server slot or
+//! are about to: counting only open connections would lower the ceiling one
+//! more at every concurrent refusal); the permits above it are *withheld*: taken out of the budget's
 //! semaphore as they come back (or at once when they are free), so a full
 //! ceiling looks exactly like a full budget to admission — which then closes
 //! idle connections of other tenants instead of asking the server for more.
@@ -22,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long after the server's last refusal the ceiling starts to rise.
 const QUIET: Duration = Duration::from_secs(1);
 /// How often the ceiling rises by one connection once it may.
-const STEP: Duration = Duration::from_millis(200);
+const STEP: Duration = Duration::from_millis(50);
 
 /// The effective ceiling of one budget of `total` permits.
 pub(crate) struct Ceiling {
@@ -72,13 +75,17 @@ impl Ceiling {
         self.value.load(Ordering::Relaxed)
     }
 
-    /// The server refused a connection while `open` tenant connections were
-    /// open: no more than those (at least one) until it rises again. Free
-    /// permits above the new ceiling are withheld at once.
-    pub fn server_refused(&self, open: usize, permits: &Semaphore) {
+    /// The server refused a connection whose attempt holds one of the
+    /// permits of `permits`: no more permits out than the others (at least
+    /// one) until the ceiling rises again. Free permits above the new
+    /// ceiling are withheld at once.
+    pub fn server_refused(&self, permits: &Semaphore) {
         let mut state = self.state();
         state.last_refusal = Some(Instant::now());
-        let lowered = open.clamp(1, self.total);
+        let out = self.total
+            - permits.available_permits().min(self.total - state.withheld)
+            - state.withheld;
+        let lowered = out.saturating_sub(1).clamp(1, self.total);
         if lowered < state.ceiling {
             state.ceiling = lowered;
             self.value.store(lowered, Ordering::Relaxed);
@@ -142,26 +149,29 @@ mod tests {
             .map(|_| permits.clone().try_acquire_owned())
             .collect::<Result<_, _>>()
             .expect("free permits");
-        // 6 out, 4 free; the server refused with 4 open: ceiling 4.
-        ceiling.server_refused(4, &permits);
-        assert_eq!(ceiling.get(), 4);
+        // 6 out, 4 free; the server refused the attempt holding the sixth
+        // (4 open, one more being opened): ceiling 5.
+        ceiling.server_refused(&permits);
+        assert_eq!(ceiling.get(), 5);
         assert_eq!(
             permits.available_permits(),
             0,
             "the 4 free ones are withheld"
         );
         let mut held = held.into_iter();
-        for permit in held.by_ref().take(2) {
+        for permit in held.by_ref().take(1) {
             ceiling.give_back(permit);
         }
-        assert_eq!(permits.available_permits(), 0, "6 withheld, 4 out");
+        assert_eq!(permits.available_permits(), 0, "5 withheld, 5 out");
         for permit in held {
             ceiling.give_back(permit);
         }
-        assert_eq!(permits.available_permits(), 4, "back to the ceiling");
-        // A higher count does not raise the ceiling.
-        ceiling.server_refused(8, &permits);
-        assert_eq!(ceiling.get(), 4);
+        assert_eq!(permits.available_permits(), 5, "back to the ceiling");
+        // A refusal with fewer permits out lowers it again; never raises it.
+        let one = permits.clone().try_acquire_owned().expect("a free permit");
+        ceiling.server_refused(&permits);
+        assert_eq!(ceiling.get(), 1, "never below one");
+        drop(one);
     }
 
     #[test]
@@ -172,7 +182,7 @@ mod tests {
             !ceiling.maybe_raise(&permits),
             "no ceiling: nothing to raise"
         );
-        ceiling.server_refused(0, &permits);
+        ceiling.server_refused(&permits);
         assert_eq!(ceiling.get(), 1, "never below one");
         assert_eq!(permits.available_permits(), 1);
         assert!(!ceiling.maybe_raise(&permits), "not right after a refusal");
