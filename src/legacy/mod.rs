@@ -12,7 +12,8 @@
 //! - [`schema`]: tables, columns and foreign keys of a database.
 //! - [`graph`]: classification from the foreign-key graph; ownership paths.
 //! - `fixture` (feature `testing`): a generated TopSteel-like monolith for tests and benchmarks.
-//! - [`progress`]: the run's record in AUTH (created objects, copied units).
+//!   (The run's record in AUTH — its tenants and copied units — is
+//!   [`crate::catalog::LegacyRun`], reached through the orchestrator.)
 //! - [`tools`]: pg_dump / pg_restore.
 //! - [`command`]: the `tenantd legacy …` command line.
 //! - [`infra`]: deployment objects a run may create (for rollback).
@@ -34,7 +35,6 @@ pub mod fixture;
 pub mod graph;
 pub mod identity;
 pub mod infra;
-pub mod progress;
 pub mod rollback;
 pub mod run;
 pub mod schema;
@@ -105,6 +105,12 @@ pub enum LegacyError {
         "verify found {0} mismatch(es); see the report above, fix the cause and run `legacy run` again"
     )]
     VerifyFailed(usize),
+}
+
+impl From<crate::catalog::CatalogError> for LegacyError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        Self::Orchestrator(Box::new(e.into()))
+    }
 }
 
 impl From<crate::Error> for LegacyError {
