@@ -14,9 +14,9 @@ use tokio::sync::Semaphore;
 use tokio_postgres::Client;
 
 use super::LegacyError;
+use super::context::Ctx;
 use super::copy::{self, TablePlan};
 use super::graph::{Graph, owner_condition};
-use super::run::Ctx;
 use super::schema::Schema;
 use crate::catalog::RunTenant;
 use crate::provision::ProvisionPath;

@@ -14,6 +14,7 @@
 //! - `fixture` (feature `testing`): a generated TopSteel-like monolith for tests and benchmarks.
 //!   (The run's record in AUTH — its tenants and copied units — is
 //!   [`crate::catalog::LegacyRun`], reached through the orchestrator.)
+//! - `context`: what one run shares between its steps (options, observer, copy context).
 //! - [`tools`]: pg_dump / pg_restore.
 //! - [`command`]: the `tenantd legacy …` command line.
 //! - [`infra`]: deployment objects a run may create (for rollback).
@@ -28,6 +29,7 @@ pub mod check;
 pub mod clean;
 pub mod command;
 pub mod config;
+mod context;
 pub mod copy;
 pub mod fanout;
 #[cfg(feature = "testing")]

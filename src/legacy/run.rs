@@ -18,6 +18,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::context::Ctx;
+pub use super::context::{NoProgress, RunObserver, RunOptions};
 use super::copy::{self, TablePlan};
 use super::graph::Graph;
 use super::schema::Schema;
@@ -29,33 +31,6 @@ use crate::Orchestrator;
 use crate::catalog::{AUTH_TARGET, LegacyRun, RunTenant, SHARED_TARGET};
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
-
-/// How `run` behaves.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Testing only (feature `testing`): abort the process after this many
-    /// tables are copied (committed in the tenant database, not yet recorded in AUTH).
-    #[cfg(feature = "testing")]
-    pub crash_after_tables: Option<usize>,
-}
-
-/// Receives a run's progress as the copy goes (every method defaults to
-/// doing nothing). Units are table copies: one per tenant table per tenant.
-pub trait RunObserver: Send + Sync {
-    /// The copy has `units` units in all.
-    fn planned(&self, _units: u64) {}
-    /// `units` more units are done (copied now, done by an earlier
-    /// invocation, or empty in the source).
-    fn advanced(&self, _units: u64) {}
-    /// The table `table` of tenant `tenant` is being copied.
-    fn copying(&self, _tenant: &str, _table: &str) {}
-}
-
-/// A [`RunObserver`] that ignores the progress.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl RunObserver for NoProgress {}
 
 /// What `run` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -78,20 +53,6 @@ pub struct RunReport {
     pub units_resumed: usize,
     /// Wall time in milliseconds.
     pub elapsed_ms: u128,
-}
-
-/// Everything the copy tasks share.
-pub(super) struct Ctx<'a> {
-    pub(super) orchestrator: &'a Orchestrator,
-    pub(super) config: &'a LegacyConfig,
-    pub(super) source: Source,
-    pub(super) progress: LegacyRun,
-    pub(super) done: HashSet<(String, String)>,
-    // Read only by the crash point of the `testing` feature.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(super) options: &'a RunOptions,
-    pub(super) copied: AtomicUsize,
-    pub(super) observer: &'a dyn RunObserver,
 }
 
 /// Runs (or resumes) the split, reporting no progress.
