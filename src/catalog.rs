@@ -24,7 +24,7 @@ mod operations;
 mod tenant_patch;
 mod users;
 
-pub use legacy_runs::{AUTH_TARGET, Done, LegacyRun, RunTenant, SHARED_TARGET};
+pub use legacy_runs::{AUTH_TARGET, LegacyRun, RunTenant, SHARED_TARGET};
 pub use locks::GlobalLock;
 pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;

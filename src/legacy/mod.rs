@@ -27,19 +27,19 @@ pub mod backup;
 pub mod baseline;
 pub mod check;
 pub mod clean;
-pub mod command;
+pub(crate) mod command;
 pub mod config;
 mod context;
-pub mod copy;
-pub mod fanout;
+mod copy;
+mod fanout;
 #[cfg(feature = "testing")]
 pub mod fixture;
-pub mod graph;
-pub mod identity;
-pub mod infra;
+mod graph;
+mod identity;
+mod infra;
 pub mod rollback;
 pub mod run;
-pub mod schema;
+mod schema;
 pub mod tools;
 pub mod verify;
 

@@ -441,8 +441,11 @@ impl Orchestrator {
         self.inner.pools.stats()
     }
 
-    /// Closes every pool and stops the background tasks (at shutdown).
+    /// At shutdown: refuses new life-cycle operations (running ones
+    /// finish; new ones fail with the retryable shutting-down error), closes
+    /// every pool and stops the background tasks.
     pub fn close(&self) {
+        self.inner.provisioner.stop_accepting();
         self.inner.pools.close();
         self.inner.shared.close();
     }
