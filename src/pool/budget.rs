@@ -242,6 +242,10 @@ impl Admission {
         }
         let _making_room = MakingRoom::enter(&self.making_room);
         loop {
+            // A waiter must not wait out a ceiling the server no longer needs.
+            if budget.ceiling.maybe_raise(&budget.permits) {
+                Counters::record_ceiling(budget.ceiling.get());
+            }
             if let Ok(p) = budget.permits.clone().try_acquire_owned() {
                 return Ok(permit(p));
             }

@@ -12,7 +12,8 @@
 //! ceiling looks exactly like a full budget to admission — which then closes
 //! idle connections of other tenants instead of asking the server for more.
 //! After [`QUIET`] without a refusal the ceiling rises by one every
-//! [`STEP`], handing a withheld permit back, up to the budget: the next
+//! [`STEP`] (checked whenever a connection is wanted and by the pools'
+//! housekeeping), handing withheld permits back, up to the budget: the next
 //! refusal finds where the server's limit is now. This module only counts
 //! permits; it never opens or closes connections.
 
@@ -107,23 +108,28 @@ impl Ceiling {
         }
     }
 
-    /// Raises the ceiling by one when the server has not refused for
-    /// [`QUIET`] and it was not raised in the last [`STEP`]; hands a
-    /// withheld permit back if one is held; whether it rose. Cheap when
-    /// there is no ceiling.
+    /// Raises the ceiling once the server has not refused for [`QUIET`]: by
+    /// one for every [`STEP`] since the quiet time began or the last raise,
+    /// whichever is later (so a late call catches up), handing withheld
+    /// permits back; whether it rose. Cheap when there is no ceiling.
     pub fn maybe_raise(&self, permits: &Semaphore) -> bool {
         if self.get() >= self.total {
             return false;
         }
         let mut state = self.state();
         let now = Instant::now();
-        let quiet = state
-            .last_refusal
-            .is_none_or(|at| now.duration_since(at) >= QUIET);
-        if !quiet || now.duration_since(state.last_raise) < STEP || state.ceiling >= self.total {
+        let quiet_since = state.last_refusal.map(|at| at + QUIET);
+        if quiet_since.is_some_and(|since| now < since) {
             return false;
         }
-        state.ceiling += 1;
+        let base = quiet_since.map_or(state.last_raise, |since| since.max(state.last_raise));
+        let steps = now.duration_since(base).as_millis() / STEP.as_millis().max(1);
+        let room = self.total - state.ceiling;
+        let raise = usize::try_from(steps).unwrap_or(usize::MAX).min(room);
+        if raise == 0 {
+            return false;
+        }
+        state.ceiling += raise;
         state.last_raise = now;
         self.value.store(state.ceiling, Ordering::Relaxed);
         let wanted = state.wanted(self.total);
@@ -188,12 +194,17 @@ mod tests {
         assert!(!ceiling.maybe_raise(&permits), "not right after a refusal");
         {
             let mut state = ceiling.state();
-            state.last_refusal = Some(Instant::now() - QUIET);
-            state.last_raise = Instant::now() - STEP;
+            // Quiet for one and a half steps; raised long ago.
+            state.last_refusal = Some(Instant::now() - QUIET - STEP - STEP / 2);
+            state.last_raise = Instant::now() - STEP * 10;
         }
         assert!(ceiling.maybe_raise(&permits));
         assert_eq!(ceiling.get(), 2);
         assert_eq!(permits.available_permits(), 2);
-        assert!(!ceiling.maybe_raise(&permits), "one step at a time");
+        assert!(!ceiling.maybe_raise(&permits), "one step per STEP");
+        ceiling.state().last_raise = Instant::now() - STEP * 5;
+        assert!(ceiling.maybe_raise(&permits));
+        assert_eq!(ceiling.get(), 3, "a late call catches up, up to the budget");
+        assert_eq!(permits.available_permits(), 3);
     }
 }
