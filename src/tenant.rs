@@ -13,6 +13,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod fields;
+
+pub use fields::{
+    MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SETTINGS_BYTES, MAX_SETTINGS_DEPTH,
+    check_document, check_email, check_name, check_reason, check_settings,
+};
+
 /// Why a tenant code, region, plan or status was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TenantError {
@@ -36,6 +43,15 @@ pub enum TenantError {
         "invalid status {0:?}: expected provisioning, active, suspended, deleting, deleted or failed"
     )]
     InvalidStatus(String),
+    /// A free-text or JSON field the catalog cannot store as given (see
+    /// [`check_name`], [`check_settings`], …).
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field (`name`, `settings`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Classify for TenantError {
@@ -208,6 +224,13 @@ impl NewTenant {
             plan: Plan::Free,
             admin_email: None,
         }
+    }
+
+    /// Checks the free-text fields before they are stored: the name
+    /// ([`check_name`]) and the e-mail ([`check_email`]).
+    pub fn validate(&self) -> Result<(), TenantError> {
+        check_name(&self.name)?;
+        self.admin_email.as_deref().map_or(Ok(()), check_email)
     }
 }
 

@@ -266,7 +266,7 @@ async fn suspend_tenant(
     OptionalJson(body): OptionalJson<SuspendBody>,
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
-    let reason = body.and_then(|b| b.reason);
+    let reason = body.map(SuspendBody::validate).transpose()?.flatten();
     let tenant = state
         .orchestrator()
         .suspend_tenant(&code, reason.as_deref())

@@ -21,3 +21,4 @@ mod lifecycle;
 mod logging;
 mod pool;
 mod provisioning;
+mod robustness;
