@@ -15,10 +15,7 @@ use uuid::Uuid;
 
 mod fields;
 
-pub use fields::{
-    MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_REASON_CHARS, MAX_SETTINGS_BYTES, MAX_SETTINGS_DEPTH,
-    check_document, check_email, check_name, check_reason, check_settings,
-};
+pub use fields::{check_document, check_email, check_name, check_reason, check_settings};
 
 /// Why a tenant code, region, plan or status was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
