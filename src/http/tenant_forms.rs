@@ -22,10 +22,10 @@ const MAX_PAGE: i64 = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Code: 2-40 characters, `^[a-z][a-z0-9_]*$`.
-    #[schema(example = "acme")]
+    #[schema(example = "acme", pattern = "^[a-z][a-z0-9_]{1,39}$")]
     pub code: String,
-    /// Display name (1-200 characters).
-    #[schema(example = "Acme Steel")]
+    /// Display name (1-200 characters, no control character).
+    #[schema(example = "Acme Steel", min_length = 1, max_length = 200)]
     pub name: String,
     /// DZ, CH, FR (default), BE or CA.
     pub region: Option<String>,
@@ -137,13 +137,19 @@ pub struct ListQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 impl ListQuery {
-    /// The page size.
-    pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    /// The page size, or a 400 outside 1-1000.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit.unwrap_or(DEFAULT_PAGE) {
+            limit @ 1..=MAX_PAGE => Ok(limit),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: must be 1 to {MAX_PAGE}"
+            ))),
+        }
     }
 
     /// The status filter.

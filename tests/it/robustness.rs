@@ -314,3 +314,77 @@ async fn reconcile_closes_the_operations_of_dead_processes_only() {
     let again = orchestrator.reconcile().await.expect("reconcile");
     assert!(again.is_clean(), "{again:?}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_states_the_answers_and_constraints_the_server_enforces() {
+    let server = TestServer::start().await;
+    let (status, doc) = server.admin(Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = &op["responses"];
+            let has = |status: &str| responses.get(status).is_some();
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            let tags = op["tags"].to_string();
+            if secured {
+                assert!(has("401"), "{method} {path}: 401");
+            }
+            if secured
+                && ["tenants", "api-keys", "migrations"]
+                    .iter()
+                    .any(|t| tags.contains(t))
+            {
+                assert!(has("403"), "{method} {path}: 403");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(has(status), "{method} {path}: {status}");
+                }
+            }
+        }
+    }
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for status in ["404", "422"] {
+        assert!(
+            op("/v1/tenants/{code}/suspend", "post")["responses"][status].is_object(),
+            "suspend {status}"
+        );
+    }
+    assert!(op("/v1/tenants/{code}/resume", "post")["responses"]["404"].is_object());
+    let params = op("/v1/tenants/{code}", "delete")["parameters"].clone();
+    let param = |name: &str| {
+        params
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(param("confirm")["required"], true, "{params}");
+    assert_eq!(
+        param("code")["schema"]["pattern"],
+        "^[a-z][a-z0-9_]{1,39}$",
+        "{params}"
+    );
+    let list = op("/v1/tenants", "get")["parameters"].clone();
+    let limit = list
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "limit"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+
+    // And the server enforces the range it states.
+    for bad in ["0", "-1", "1001"] {
+        let response = server
+            .send(
+                Method::GET,
+                &format!("/v1/tenants?limit={bad}"),
+                Some(&server.admin_key),
+                None,
+            )
+            .await;
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+}
