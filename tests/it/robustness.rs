@@ -375,6 +375,19 @@ async fn the_openapi_document_states_the_answers_and_constraints_the_server_enfo
     assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
     assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
 
+    // A JSON `null` is an absent optional body (as the document allows).
+    server.create_tenant("nullbody", "free").await;
+    let response = server
+        .http
+        .post(format!("{}/v1/tenants/nullbody/suspend", server.base))
+        .bearer_auth(&server.admin_key)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::OK);
+
     // And the server enforces the range it states.
     for bad in ["0", "-1", "1001"] {
         let response = server
