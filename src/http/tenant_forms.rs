@@ -28,8 +28,10 @@ pub struct CreateTenant {
     #[schema(example = "Acme Steel", min_length = 1, max_length = 200)]
     pub name: String,
     /// DZ, CH, FR (default), BE or CA.
+    #[schema(pattern = "^(DZ|CH|FR|BE|CA)$")]
     pub region: Option<String>,
     /// free (default), pro or enterprise.
+    #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: Option<String>,
     /// Administrator e-mail.
     pub admin_email: Option<String>,
@@ -58,11 +60,14 @@ impl CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
-    /// New display name.
+    /// New display name (1-200 characters, no control character).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// New region.
+    /// New region: DZ, CH, FR, BE or CA.
+    #[schema(pattern = "^(DZ|CH|FR|BE|CA)$")]
     pub region: Option<String>,
-    /// New plan.
+    /// New plan: free, pro or enterprise.
+    #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: Option<String>,
     /// New administrator e-mail; `null` clears it.
     #[serde(default, deserialize_with = "present")]

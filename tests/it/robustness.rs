@@ -375,6 +375,19 @@ async fn the_openapi_document_states_the_answers_and_constraints_the_server_enfo
     assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
     assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
 
+    // Region and plan patterns list every value the server accepts.
+    for schema in ["CreateTenant", "PatchTenant"] {
+        let properties = &doc["components"]["schemas"][schema]["properties"];
+        let region = properties["region"]["pattern"].as_str().unwrap_or_default();
+        let plan = properties["plan"]["pattern"].as_str().unwrap_or_default();
+        for r in tenantd::Region::ALL {
+            assert!(region.contains(r.as_str()), "{schema}: {region}");
+        }
+        for p in tenantd::Plan::ALL {
+            assert!(plan.contains(p.as_str()), "{schema}: {plan}");
+        }
+    }
+
     // A JSON `null` is an absent optional body (as the document allows).
     server.create_tenant("nullbody", "free").await;
     let response = server
