@@ -109,7 +109,7 @@ async fn provision(orchestrator: &Orchestrator) -> Result<Vec<BenchTenant>> {
                 )
                 .await?;
             let issued = orchestrator
-                .issue_api_key("bench", tenantd::apikey::ApiKeyScope::Tenant, Some(&code))
+                .issue_api_key("bench", tenantd::ApiKeyScope::Tenant, Some(&code))
                 .await?;
             Ok::<_, anyhow::Error>(BenchTenant {
                 code,

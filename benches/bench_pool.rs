@@ -368,7 +368,7 @@ async fn overhead(
     );
     let target = &targets[0];
     let orchestrator = bench.orchestrator().await?;
-    let plain = tenantd::server::pool(target.admin_config.clone(), 1)?;
+    let plain = support::plain_pool(target.admin_config.clone(), 1)?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     sampler.record(true);
     for block in 0..=plan().overhead_blocks {
@@ -427,7 +427,7 @@ async fn hot_set(
     let (mut ours, mut theirs) = (0.0, 0.0);
     for _ in 0..plan().rounds {
         sampler.wait_quiet().await;
-        let pool = tenantd::server::pool(targets[0].admin_config.clone(), CLIENTS)?;
+        let pool = support::plain_pool(targets[0].admin_config.clone(), CLIENTS)?;
         let p = pool.clone();
         let (rate, errors) = drive(move || {
             let p = p.clone();

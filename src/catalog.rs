@@ -18,13 +18,17 @@ use crate::tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, Te
 
 mod api_keys;
 mod health;
+mod legacy_runs;
 mod locks;
 mod operations;
 mod tenant_patch;
+mod users;
 
+pub use legacy_runs::{AUTH_TARGET, LegacyRun, RunTenant, SHARED_TARGET};
 pub use locks::GlobalLock;
 pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
 pub use tenant_patch::TenantPatch;
+pub use users::{ImportedMembership, ImportedUser};
 
 use locks::{GLOBAL_LOCK_CLASS, TENANT_LOCK_CLASS};
 
@@ -40,7 +44,7 @@ pub enum CatalogError {
     #[error("tenant {0} already exists")]
     AlreadyExists(TenantCode),
     /// A query failed.
-    #[error("catalog query failed: {0}")]
+    #[error("catalog query failed: {}", crate::pg_error::describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// A row holds a value tenantd does not understand.
     #[error("catalog row is invalid: {0}")]

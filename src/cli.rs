@@ -11,7 +11,7 @@
 //! | 4 | conflict with the current state (already exists, wrong status) |
 //! | 5 | PostgreSQL unreachable: retry later |
 
-pub mod migrate;
+mod migrate;
 
 use std::process::ExitCode;
 
@@ -263,7 +263,7 @@ async fn execute(cli: Cli) -> Result<(), CliError> {
         return Ok(dev(&settings, command, cli.json).await?);
     }
     if let Command::Serve = &cli.command {
-        return Ok(crate::http::serve::serve(settings, cli.json).await?);
+        return Ok(crate::http::serve(settings, cli.json).await?);
     }
     let orchestrator = Orchestrator::connect(settings).await?;
     #[cfg(feature = "testing")]
@@ -435,7 +435,7 @@ async fn apikey(
         "created {scope} key {} ({}); its secret is shown once, store it now:\n{}",
         issued.record.id, issued.record.key_prefix, issued.secret
     );
-    print(json, &crate::http::api_keys::IssuedKey::from(issued), &text)
+    print(json, &crate::http::IssuedKey::from(issued), &text)
 }
 
 async fn dev(settings: &Settings, command: &DevCommand, json: bool) -> Result<(), Error> {

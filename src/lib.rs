@@ -18,62 +18,87 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Public surface
+//! [`Orchestrator`] is the API: every operation of tenantd is one of its
+//! methods, and the types it takes and returns are re-exported here. Beside
+//! it, four public modules: [`config`] (the settings), [`fleet`] (the types
+//! of fleet migrations, reached through [`Orchestrator::fleet`]), [`legacy`]
+//! (the batch steps of the monolith split) and [`http`] (the server of
+//! `tenantd serve`), plus [`cli`] for the binary. Nothing outside the crate
+//! reaches AUTH, the server or the pools except through the orchestrator.
+//!
 //! ## Layout
+//! Modules depend on the ones listed before them, never the other way round
+//! (a test checks that no module imports one that imports it back).
+//! - `error_kind`: [`ErrorKind`] and [`Classify`], how each module's error says its class.
+//! - `pg_error`: PostgreSQL errors: descriptions, SQLSTATE decisions, the transient rule, backoff.
+//! - `ident`: validating and quoting SQL identifiers.
+//! - `secret`: the master secret and what is derived from it (role passwords, hashes).
+//! - `tenant`: the tenant as a domain value (code, region, plan, status).
 //! - [`config`]: settings from the environment, validated once.
-//! - [`devcluster`]: the embedded PostgreSQL cluster used when `DATABASE_URL` is unset.
-//! - [`server`]: admin and tenant connections to the PostgreSQL server.
-//! - [`pg_error`]: PostgreSQL errors: descriptions, SQLSTATE decisions, the transient rule, backoff.
-//! - [`names`]: names of the databases and roles tenantd creates.
-//! - [`tenant`]: the tenant as a domain value (code, region, plan, status).
-//! - [`catalog`]: every read and write of the AUTH catalog, and advisory locks.
-//! - [`migrate`]: the three migration sets and refinery runs.
+//! - `names`: names of the databases and roles tenantd creates.
+//! - `apikey`: API keys as values (scope, generation, SHA-256 hashing).
+//! - `devcluster`: the embedded PostgreSQL cluster used when `DATABASE_URL` is unset.
+//! - `server`: admin connections and pools to the PostgreSQL server.
+//! - `notify`: catalog change notifications between tenantd processes.
+//! - `catalog`: every read and write of the AUTH catalog, and advisory locks.
+//! - `migrate`: the three migration sets and refinery runs.
+//! - `template`: the sealed template database that provisioning clones.
+//! - `provision`: the tenant life cycle as a persisted state machine.
+//! - `reconcile`: finishing or undoing interrupted life-cycle work.
+//! - `pool`: per-tenant connection pools, the global connection budget, routing.
 //! - [`fleet`]: fleet migrations: status, verify and runs across every tenant database.
-//! - [`template`]: the sealed template database that provisioning clones.
-//! - [`provision`]: the tenant life cycle as a persisted state machine.
-//! - [`reconcile`]: finishing or undoing interrupted life-cycle work.
-//! - [`pool`]: per-tenant connection pools, the global connection budget, routing.
-//! - [`notify`]: catalog change notifications between tenantd processes.
-//! - [`orchestrator`]: [`Orchestrator`], the public entry point.
+//! - `error`: [`Error`], what an orchestrator call fails with.
+//! - `orchestrator`: [`Orchestrator`], the public entry point.
 //! - [`legacy`]: the batch steps that split the legacy monolith.
-//! - `purge` (feature `testing`): dropping what a benchmark or test made under a throw-away prefix.
-//! - [`cli`]: the `tenantd` command line (parsing and output only).
-//! - [`apikey`]: API keys as values (scope, generation, SHA-256 hashing).
 //! - [`http`]: the HTTP API (`tenantd serve`): router, auth, problem+json errors, OpenAPI.
+//! - [`cli`]: the `tenantd` command line (parsing and output only).
+//! - `purge` (feature `testing`): dropping what a benchmark or test made under a throw-away prefix.
 
-pub mod apikey;
-pub mod catalog;
+mod apikey;
+mod catalog;
 pub mod cli;
 pub mod config;
-pub mod devcluster;
-pub mod error;
-pub mod error_kind;
+mod devcluster;
+mod error;
+mod error_kind;
 pub mod fleet;
 pub mod http;
-pub mod ident;
+mod ident;
 pub mod legacy;
-pub mod migrate;
-pub mod names;
-pub mod notify;
-pub mod orchestrator;
-pub(crate) mod pg_error;
-pub mod pool;
-pub mod provision;
+mod migrate;
+mod names;
+mod notify;
+mod orchestrator;
+mod pg_error;
+mod pool;
+mod provision;
 #[cfg(feature = "testing")]
 pub mod purge;
-pub mod reconcile;
-pub mod secret;
-pub mod server;
-pub mod template;
-pub mod tenant;
+mod reconcile;
+mod secret;
+mod server;
+mod template;
+mod tenant;
 
-pub use apikey::{ApiKeyRecord, ApiKeyScope, IssuedApiKey};
-pub use catalog::{FleetRunRow, OperationRow, TenantFilter};
-pub use config::Settings;
-pub use error::{Error, ErrorKind};
+pub use apikey::{ApiKeyError, ApiKeyRecord, ApiKeyScope, IssuedApiKey, hash_key};
+pub use catalog::{
+    CatalogError, FleetRunRow, OperationKind, OperationRow, OperationStatus, TenantFilter,
+    TenantPatch, UnknownValue,
+};
+pub use config::{ConfigError, Settings};
+pub use devcluster::DevClusterError;
+pub use error::Error;
+pub use error_kind::{Classify, ErrorKind};
+pub use ident::quote_ident;
+pub use migrate::{MigrateError, SchemaSet};
+pub use notify::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
 pub use orchestrator::{InitReport, Orchestrator, TenantConnection, TenantConnectionCounts};
-pub use pool::{PoolStats, TenantClient};
+pub use pool::{PoolStats, TenantClient, TenantConnections, WaitBucket, WaitHistogram};
 #[cfg(feature = "testing")]
 pub use provision::CrashPoint;
-pub use provision::ProvisionPath;
+pub use provision::{ProvisionError, ProvisionPath};
 pub use reconcile::ReconcileReport;
-pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantStatus};
+pub use server::ServerError;
+pub use template::TemplateError;
+pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};

@@ -19,7 +19,7 @@ use crate::secret::sha256;
 
 mod history;
 
-pub use history::{AppliedMigration, Drift, history_version, read_history};
+pub use history::{Drift, history_version, read_history};
 
 mod embedded_auth {
     refinery::embed_migrations!("migrations/auth");

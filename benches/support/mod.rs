@@ -137,3 +137,22 @@ pub fn us(d: Duration) -> f64 {
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// A plain deadpool-postgres pool of `max_size` connections (the baseline
+/// tenantd's pools are measured against).
+pub fn plain_pool(
+    config: tokio_postgres::Config,
+    max_size: usize,
+) -> anyhow::Result<deadpool_postgres::Pool> {
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?)
+}

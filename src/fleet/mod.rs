@@ -21,6 +21,7 @@ mod tenant;
 use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
 
+pub use crate::migrate::Drift;
 pub use report::{
     DatabaseResult, Outcome, ProgressTracker, RunObserver, RunOptions, RunProgress, RunSummary,
     SetChoice, TemplateResult, TenantResult,

@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::report::elapsed_ms;
-use super::tenant::{plan, skipped};
+use super::tenant::{RunContext, plan, skipped};
 use super::{
     DatabaseResult, Fleet, FleetError, Outcome, RUN_OPERATION_KIND, RunObserver, RunOptions,
     RunSummary, TemplateResult, TenantResult,
@@ -26,13 +26,6 @@ const STOPPED: &str =
     "not started: the run stopped after a failure (use --continue-on-error to go on)";
 /// Why tenants were not started after a canary failed.
 const CANARY_FAILED: &str = "not started: a canary tenant failed";
-
-/// What every tenant task of one run shares.
-pub(super) struct RunContext<'a> {
-    pub(super) options: &'a RunOptions,
-    pub(super) operation: Option<Uuid>,
-    pub(super) stop: AtomicBool,
-}
 
 impl Fleet {
     /// Runs the migrations `options` ask for and reports each tenant to

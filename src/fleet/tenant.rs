@@ -5,15 +5,24 @@
 //! catalog (new version, or the error and the quarantine). A tenant's
 //! failure is a result, never a run error.
 
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
+
 use super::report::elapsed_ms;
-use super::run::RunContext;
-use super::{Fleet, Outcome, TenantResult};
+use super::{Fleet, Outcome, RunOptions, TenantResult};
 use crate::catalog::MigrationRecord;
 use crate::migrate::TENANT_OBJECT_OWNER;
 use crate::pg_error::{Backoff, chain_is_transient, describe};
 use crate::tenant::{Tenant, TenantStatus};
+
+/// What every tenant task of one run shares.
+pub(super) struct RunContext<'a> {
+    pub(super) options: &'a RunOptions,
+    pub(super) operation: Option<Uuid>,
+    pub(super) stop: AtomicBool,
+}
 
 /// Connection attempts to a tenant database before it counts as failed.
 const CONNECT_ATTEMPTS: u32 = 4;

@@ -40,8 +40,6 @@ pub struct TenantCaller {
     pub code: TenantCode,
     /// The tenant's plan (drives the rate limit).
     pub plan: Plan,
-    /// Who, for logs: `key:<id>` or `jwt:<sub>`.
-    pub actor: String,
 }
 
 /// An admin caller.
@@ -49,16 +47,6 @@ pub struct TenantCaller {
 pub struct AdminCaller {
     /// The admin key's id.
     pub key_id: Uuid,
-}
-
-impl Caller {
-    /// The name recorded in the audit log for this caller.
-    pub fn actor(&self) -> String {
-        match self {
-            Self::Admin { key_id } => format!("api-key:{key_id}"),
-            Self::Tenant(t) => t.actor.clone(),
-        }
-    }
 }
 
 /// JWT claims tenantd reads.
@@ -159,7 +147,6 @@ async fn from_key(token: &str, state: &AppState) -> Result<Caller, ApiError> {
                 tenant_id,
                 code: code.clone(),
                 plan,
-                actor: format!("api-key:{}", key.id),
             }))
         }
         _ => Err(ApiError::unauthorized(
@@ -189,6 +176,7 @@ async fn from_jwt(token: &str, state: &AppState) -> Result<TenantCaller, ApiErro
         )),
     })?;
     let claims = data.claims;
+    tracing::debug!(sub = %claims.sub, tenant_id = %claims.tenant_id, "JWT verified");
     let (code, plan) = state
         .tenant_by_id(claims.tenant_id)
         .await?
@@ -197,6 +185,5 @@ async fn from_jwt(token: &str, state: &AppState) -> Result<TenantCaller, ApiErro
         tenant_id: claims.tenant_id,
         code,
         plan,
-        actor: format!("jwt:{}", claims.sub),
     })
 }

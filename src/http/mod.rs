@@ -8,30 +8,36 @@
 //! requests in flight and closes the pools. Tests bind port 0 and talk HTTP
 //! to the real server.
 //!
-//! One file per resource: [`tenants`], [`api_keys`], [`sql`], [`health`],
-//! [`metrics`], [`openapi`], [`migrations`] and [`operations`] (fleet runs
-//! in flight: [`runs`]); [`auth`] (who is calling), [`error`] (every
-//! failure as problem+json), [`extract`] (rejections as problem+json).
+//! One file per resource: [`tenants`] (with its request forms,
+//! [`tenant_forms`], and the `Idempotency-Key` store, [`idempotency`]),
+//! [`api_keys`], [`sql`] (with its statement gate, [`sql_guard`], and the
+//! JSON ↔ PostgreSQL value mapping, [`sql_values`]), [`health`], [`metrics`],
+//! [`openapi`], [`migrations`] and [`operations`] (fleet runs in flight:
+//! [`runs`]). Around them: [`auth`] (who is calling), [`ratelimit`] (requests
+//! per tenant by plan), [`state`] (the handles every handler shares),
+//! [`error`] (every failure as problem+json), [`extract`] (rejections as
+//! problem+json) and [`serve`] (`tenantd serve`: signals, printing the
+//! listen address).
 
-pub mod api_keys;
-pub mod auth;
-pub mod error;
-pub mod extract;
-pub mod health;
-pub mod idempotency;
-pub mod metrics;
-pub mod migrations;
-pub mod openapi;
-pub mod operations;
-pub mod ratelimit;
-pub mod runs;
-pub mod serve;
-pub mod sql;
-pub mod sql_guard;
-pub mod sql_values;
-pub mod state;
-pub mod tenant_forms;
-pub mod tenants;
+mod api_keys;
+mod auth;
+mod error;
+mod extract;
+mod health;
+mod idempotency;
+mod metrics;
+mod migrations;
+mod openapi;
+mod operations;
+mod ratelimit;
+mod runs;
+mod serve;
+mod sql;
+mod sql_guard;
+mod sql_values;
+mod state;
+mod tenant_forms;
+mod tenants;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,7 +56,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use api_keys::IssuedKey;
 pub use error::{ApiError, Problem};
+pub(crate) use serve::serve;
 pub use state::AppState;
 
 use crate::Orchestrator;

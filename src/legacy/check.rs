@@ -9,7 +9,6 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::graph::Graph;
-use super::progress::Progress;
 use super::schema::Schema;
 use super::{Class, LegacyConfig, LegacyError, Source, normalise_code, read_societes, tools};
 use crate::Orchestrator;
@@ -202,28 +201,21 @@ async fn check_targets(
         .map(|s| normalise_code(&s.code))
         .collect();
     codes.push(config.default_societe.code.clone());
-    let server = orchestrator.server();
     let names = orchestrator.names();
-    let admin = server
-        .connect(server.maintenance_db())
-        .await
-        .map_err(crate::Error::from)?;
-    let resumable: Vec<String> = match server.connect(names.auth_db()).await {
-        Ok(auth) => {
-            let progress = Progress::new(&auth, &config.source_db()?);
-            if progress.exists().await.unwrap_or(false) {
-                progress
-                    .tenants()
-                    .await?
-                    .into_iter()
-                    .map(|t| t.code)
-                    .collect()
-            } else {
-                Vec::new()
-            }
-        }
-        Err(_) => Vec::new(),
-    };
+    let admin = orchestrator.admin_connection().await?;
+    let progress = orchestrator.legacy_run(&config.source_db()?);
+    // Before the first `init` there is no AUTH, so no run to resume.
+    let resumable: Vec<String> =
+        if orchestrator.auth_exists().await? && progress.exists().await.unwrap_or(false) {
+            progress
+                .tenants()
+                .await?
+                .into_iter()
+                .map(|t| t.code)
+                .collect()
+        } else {
+            Vec::new()
+        };
     let mut taken = Vec::new();
     for code in &codes {
         let Ok(parsed) = TenantCode::parse(code) else {

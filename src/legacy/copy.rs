@@ -24,8 +24,6 @@ pub struct TablePlan {
     pub table: String,
     /// Columns copied, in order.
     pub columns: Vec<String>,
-    /// Source columns left behind (e.g. the société key).
-    pub dropped: Vec<String>,
     /// Every copied column has the same type on both sides.
     pub binary: bool,
     /// Target columns backed by a sequence.
@@ -68,6 +66,13 @@ impl TablePlan {
                 None => dropped.push(column.name.clone()),
             }
         }
+        if !dropped.is_empty() {
+            tracing::info!(
+                table = %from.name,
+                columns = ?dropped,
+                "source columns the target table lacks are left behind (e.g. the société key)"
+            );
+        }
         let sequences = to
             .columns
             .iter()
@@ -77,7 +82,6 @@ impl TablePlan {
         Self {
             table: from.name.clone(),
             columns,
-            dropped,
             binary,
             sequences,
             path: path.to_vec(),

@@ -14,11 +14,11 @@ use tokio::sync::Semaphore;
 use tokio_postgres::Client;
 
 use super::LegacyError;
+use super::context::Ctx;
 use super::copy::{self, TablePlan};
 use super::graph::{Graph, owner_condition};
-use super::progress::RunTenant;
-use super::run::Ctx;
 use super::schema::Schema;
+use crate::catalog::RunTenant;
 use crate::provision::ProvisionPath;
 use crate::tenant::{NewTenant, TenantCode, TenantStatus};
 
@@ -90,13 +90,7 @@ async fn provision(ctx: &Ctx<'_>, tenant: &RunTenant, name: &str) -> Result<(), 
 
 async fn connect_tenant(ctx: &Ctx<'_>, code: &str) -> Result<Client, LegacyError> {
     let code = TenantCode::parse(code).map_err(crate::Error::from)?;
-    let db = ctx.orchestrator.names().tenant_db(&code);
-    Ok(ctx
-        .orchestrator
-        .server()
-        .connect(&db)
-        .await
-        .map_err(crate::Error::from)?)
+    Ok(ctx.orchestrator.tenant_admin_connection(&code).await?)
 }
 
 /// Connections for one tenant's copy: source and target, tuned for bulk work.

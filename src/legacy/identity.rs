@@ -9,15 +9,9 @@ use tokio_postgres::Client;
 use uuid::Uuid;
 
 use super::{LegacyConfig, LegacyError};
+use crate::Orchestrator;
+use crate::catalog::{ImportedMembership, ImportedUser};
 use crate::ident::quote_ident;
-
-const INSERT_USERS: &str = "INSERT INTO users (id, email, display_name, password_hash, is_active)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[])
-    ON CONFLICT DO NOTHING";
-const INSERT_MEMBERSHIPS: &str = "INSERT INTO memberships (user_id, tenant_id, role)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
-    ON CONFLICT DO NOTHING";
-const COUNT_USERS: &str = "SELECT count(*) FROM users WHERE id = ANY ($1)";
 
 /// The AUTH id of the source user with key `key`.
 pub fn user_id(source: &str, key: &str) -> Uuid {
@@ -76,34 +70,33 @@ pub async fn user_ids(src: &Client, config: &LegacyConfig) -> Result<Vec<Uuid>, 
 /// Copies the users into AUTH (existing ones are kept); returns how many the source has.
 pub async fn copy_users(
     src: &Client,
-    auth: &Client,
+    orchestrator: &Orchestrator,
     config: &LegacyConfig,
 ) -> Result<i64, LegacyError> {
     let source = config.source_db()?;
     let users = source_users(src, config).await?;
-    let ids: Vec<Uuid> = users.iter().map(|u| user_id(&source, &u.key)).collect();
-    let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
-    let names: Vec<Option<&str>> = users.iter().map(|u| u.display_name.as_deref()).collect();
-    let hashes: Vec<Option<&str>> = users.iter().map(|u| u.password_hash.as_deref()).collect();
-    let active: Vec<bool> = users.iter().map(|u| u.is_active).collect();
-    auth.execute(INSERT_USERS, &[&ids, &emails, &names, &hashes, &active])
-        .await
-        .map_err(LegacyError::db("copy the users into AUTH"))?;
+    let imported: Vec<ImportedUser<'_>> = users
+        .iter()
+        .map(|u| ImportedUser {
+            id: user_id(&source, &u.key),
+            email: &u.email,
+            display_name: u.display_name.as_deref(),
+            password_hash: u.password_hash.as_deref(),
+            is_active: u.is_active,
+        })
+        .collect();
+    orchestrator.import_users(&imported).await?;
     Ok(i64::try_from(users.len()).unwrap_or(i64::MAX))
 }
 
 /// How many of the source's users AUTH holds.
 pub async fn count_in_auth(
     src: &Client,
-    auth: &Client,
+    orchestrator: &Orchestrator,
     config: &LegacyConfig,
 ) -> Result<(i64, i64), LegacyError> {
     let ids = user_ids(src, config).await?;
-    let found: i64 = auth
-        .query_one(COUNT_USERS, &[&ids])
-        .await
-        .map_err(LegacyError::db("count the copied users"))?
-        .get(0);
+    let found = orchestrator.count_users(&ids).await?;
     Ok((i64::try_from(ids.len()).unwrap_or(i64::MAX), found))
 }
 
@@ -111,7 +104,7 @@ pub async fn count_in_auth(
 /// the tenant's id. Returns the memberships written or kept.
 pub async fn copy_memberships(
     src: &Client,
-    auth: &Client,
+    orchestrator: &Orchestrator,
     config: &LegacyConfig,
     tenants: &HashMap<String, Uuid>,
 ) -> Result<i64, LegacyError> {
@@ -128,21 +121,21 @@ pub async fn copy_memberships(
         .query(&sql, &[])
         .await
         .map_err(LegacyError::db("read the source memberships"))?;
-    let (mut users, mut ids, mut roles) = (Vec::new(), Vec::new(), Vec::new());
+    let mut memberships = Vec::new();
     for row in &rows {
         let (user, societe, role): (String, Option<String>, Option<String>) =
             (row.get(0), row.get(1), row.get(2));
         let Some(tenant) = societe.and_then(|s| tenants.get(&s).copied()) else {
             continue;
         };
-        users.push(user_id(&source, &user));
-        ids.push(tenant);
-        roles.push(auth_role(role.as_deref()));
+        memberships.push(ImportedMembership {
+            user_id: user_id(&source, &user),
+            tenant_id: tenant,
+            role: auth_role(role.as_deref()),
+        });
     }
-    auth.execute(INSERT_MEMBERSHIPS, &[&users, &ids, &roles])
-        .await
-        .map_err(LegacyError::db("copy the memberships into AUTH"))?;
-    Ok(i64::try_from(users.len()).unwrap_or(i64::MAX))
+    orchestrator.import_memberships(&memberships).await?;
+    Ok(i64::try_from(memberships.len()).unwrap_or(i64::MAX))
 }
 
 /// AUTH's role for a source role: owner, admin and viewer keep theirs, the rest are members.
@@ -158,11 +151,9 @@ fn auth_role(role: Option<&str>) -> &'static str {
 /// Deletes the source's users from AUTH (rollback into an AUTH that stays).
 pub async fn delete_users(
     src: &Client,
-    auth: &Client,
+    orchestrator: &Orchestrator,
     config: &LegacyConfig,
 ) -> Result<u64, LegacyError> {
     let ids = user_ids(src, config).await?;
-    auth.execute("DELETE FROM users WHERE id = ANY ($1)", &[&ids])
-        .await
-        .map_err(LegacyError::db("delete the copied users from AUTH"))
+    Ok(orchestrator.delete_users(&ids).await?)
 }

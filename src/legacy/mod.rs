@@ -12,7 +12,9 @@
 //! - [`schema`]: tables, columns and foreign keys of a database.
 //! - [`graph`]: classification from the foreign-key graph; ownership paths.
 //! - `fixture` (feature `testing`): a generated TopSteel-like monolith for tests and benchmarks.
-//! - [`progress`]: the run's record in AUTH (created objects, copied units).
+//!   (The run's record in AUTH — its tenants and copied units — is
+//!   [`crate::catalog::LegacyRun`], reached through the orchestrator.)
+//! - `context`: what one run shares between its steps (options, observer, copy context).
 //! - [`tools`]: pg_dump / pg_restore.
 //! - [`command`]: the `tenantd legacy …` command line.
 //! - [`infra`]: deployment objects a run may create (for rollback).
@@ -25,19 +27,19 @@ pub mod backup;
 pub mod baseline;
 pub mod check;
 pub mod clean;
-pub mod command;
+pub(crate) mod command;
 pub mod config;
-pub mod copy;
-pub mod fanout;
+mod context;
+mod copy;
+mod fanout;
 #[cfg(feature = "testing")]
 pub mod fixture;
-pub mod graph;
-pub mod identity;
-pub mod infra;
-pub mod progress;
+mod graph;
+mod identity;
+mod infra;
 pub mod rollback;
 pub mod run;
-pub mod schema;
+mod schema;
 pub mod tools;
 pub mod verify;
 
@@ -105,6 +107,12 @@ pub enum LegacyError {
         "verify found {0} mismatch(es); see the report above, fix the cause and run `legacy run` again"
     )]
     VerifyFailed(usize),
+}
+
+impl From<crate::catalog::CatalogError> for LegacyError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        Self::Orchestrator(Box::new(e.into()))
+    }
 }
 
 impl From<crate::Error> for LegacyError {

@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::infra::{self, Infra};
-use super::progress::{Progress, RunTenant};
 use super::{LegacyConfig, LegacyError, Source, clean, identity, tools, verify};
 use crate::Orchestrator;
+use crate::catalog::{LegacyRun, RunTenant};
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
 
@@ -65,24 +65,15 @@ pub async fn validate(
             infra::snapshot_path(config)?.display()
         )));
     };
-    let server = orchestrator.server();
     let names = orchestrator.names();
-    let admin = server
-        .connect(server.maintenance_db())
-        .await
-        .map_err(crate::Error::from)?;
+    let admin = orchestrator.admin_connection().await?;
     let mut plan = RollbackPlan {
         created: infra::created(&admin, names, &before).await?,
         restore_from: clean::executed_backup(config)?,
         ..RollbackPlan::default()
     };
     if database_exists(&admin, names.auth_db()).await? {
-        let auth = server
-            .connect(names.auth_db())
-            .await
-            .map_err(crate::Error::from)?;
-        let source = config.source_db()?;
-        let progress = Progress::new(&auth, &source);
+        let progress = orchestrator.legacy_run(&config.source_db()?);
         if progress.exists().await? {
             for tenant in progress.tenants().await? {
                 let code = TenantCode::parse(&tenant.code).map_err(crate::Error::from)?;
@@ -100,16 +91,11 @@ pub async fn validate(
 /// Tables of `tenant` whose content differs from the run's record.
 async fn written(
     orchestrator: &Orchestrator,
-    progress: &Progress<'_>,
+    progress: &LegacyRun,
     tenant: &RunTenant,
 ) -> Result<Vec<String>, LegacyError> {
     let code = TenantCode::parse(&tenant.code).map_err(crate::Error::from)?;
-    let db = orchestrator.names().tenant_db(&code);
-    let client = orchestrator
-        .server()
-        .connect(&db)
-        .await
-        .map_err(crate::Error::from)?;
+    let client = orchestrator.tenant_admin_connection(&code).await?;
     let mut changed = Vec::new();
     for ((target, table), done) in progress.done().await? {
         if target != tenant.code {
@@ -151,11 +137,7 @@ pub async fn rollback(
             orchestrator.drop_tenant(&code).await?;
         }
     }
-    let server = orchestrator.server();
-    let admin = server
-        .connect(server.maintenance_db())
-        .await
-        .map_err(crate::Error::from)?;
+    let admin = orchestrator.admin_connection().await?;
     if !plan.created.databases.iter().any(|d| d == names.auth_db())
         && database_exists(&admin, names.auth_db()).await?
     {
@@ -186,14 +168,12 @@ async fn forget_in_auth(
     orchestrator: &Orchestrator,
     config: &LegacyConfig,
 ) -> Result<(), LegacyError> {
-    let server = orchestrator.server();
-    let auth = server
-        .connect(orchestrator.names().auth_db())
-        .await
-        .map_err(crate::Error::from)?;
     let src = Source::new(config)?.connect().await?;
-    identity::delete_users(&src, &auth, config).await?;
-    Progress::new(&auth, &config.source_db()?).forget().await
+    identity::delete_users(&src, orchestrator, config).await?;
+    Ok(orchestrator
+        .legacy_run(&config.source_db()?)
+        .forget()
+        .await?)
 }
 
 async fn database_exists(admin: &Client, name: &str) -> Result<bool, LegacyError> {

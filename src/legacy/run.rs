@@ -18,44 +18,19 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use super::context::Ctx;
+pub use super::context::{NoProgress, RunObserver, RunOptions};
 use super::copy::{self, TablePlan};
 use super::graph::Graph;
-use super::progress::{AUTH_TARGET, Progress, RunTenant, SHARED_TARGET};
 use super::schema::Schema;
 use super::{
     LegacyConfig, LegacyError, Source, SourceSociete, fanout, identity, infra, normalise_code,
     read_societes,
 };
 use crate::Orchestrator;
+use crate::catalog::{AUTH_TARGET, LegacyRun, RunTenant, SHARED_TARGET};
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
-
-/// How `run` behaves.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Testing only (feature `testing`): abort the process after this many
-    /// tables are copied (committed in the tenant database, not yet recorded in AUTH).
-    #[cfg(feature = "testing")]
-    pub crash_after_tables: Option<usize>,
-}
-
-/// Receives a run's progress as the copy goes (every method defaults to
-/// doing nothing). Units are table copies: one per tenant table per tenant.
-pub trait RunObserver: Send + Sync {
-    /// The copy has `units` units in all.
-    fn planned(&self, _units: u64) {}
-    /// `units` more units are done (copied now, done by an earlier
-    /// invocation, or empty in the source).
-    fn advanced(&self, _units: u64) {}
-    /// The table `table` of tenant `tenant` is being copied.
-    fn copying(&self, _tenant: &str, _table: &str) {}
-}
-
-/// A [`RunObserver`] that ignores the progress.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl RunObserver for NoProgress {}
 
 /// What `run` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -78,20 +53,6 @@ pub struct RunReport {
     pub units_resumed: usize,
     /// Wall time in milliseconds.
     pub elapsed_ms: u128,
-}
-
-/// Everything the copy tasks share.
-pub(super) struct Ctx<'a> {
-    pub(super) orchestrator: &'a Orchestrator,
-    pub(super) config: &'a LegacyConfig,
-    pub(super) source: Source,
-    pub(super) progress: Progress<'a>,
-    pub(super) done: HashSet<(String, String)>,
-    // Read only by the crash point of the `testing` feature.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(super) options: &'a RunOptions,
-    pub(super) copied: AtomicUsize,
-    pub(super) observer: &'a dyn RunObserver,
 }
 
 /// Runs (or resumes) the split, reporting no progress.
@@ -123,12 +84,7 @@ pub async fn run_observed(
         elapsed_ms = started.elapsed().as_millis(),
         "AUTH and SHARED ready"
     );
-    let server = orchestrator.server();
-    let auth = server
-        .connect(orchestrator.names().auth_db())
-        .await
-        .map_err(crate::Error::from)?;
-    let progress = Progress::new(&auth, &source.database);
+    let progress = orchestrator.legacy_run(&source.database);
     progress.start().await?;
     let done: HashSet<(String, String)> = progress.done().await?.into_keys().collect();
     let mut report = RunReport {
@@ -136,7 +92,7 @@ pub async fn run_observed(
         units_resumed: done.len(),
         ..RunReport::default()
     };
-    report.users = identity::copy_users(&src, &auth, config).await?;
+    report.users = identity::copy_users(&src, orchestrator, config).await?;
     let tenants = plan_tenants(&src, config, &progress).await?;
     report.tenants = tenants.iter().map(|(t, _)| t.code.clone()).collect();
     let ctx = Ctx {
@@ -160,7 +116,7 @@ pub async fn run_observed(
         "tenants provisioned and copied"
     );
     let ids = tenant_ids(orchestrator, &tenants).await?;
-    report.memberships = identity::copy_memberships(&src, &auth, config, &ids).await?;
+    report.memberships = identity::copy_memberships(&src, orchestrator, config, &ids).await?;
     ctx.progress
         .mark_done(AUTH_TARGET, "users", report.users)
         .await?;
@@ -176,11 +132,7 @@ async fn prepare_targets(
     orchestrator: &Orchestrator,
     config: &LegacyConfig,
 ) -> Result<(), LegacyError> {
-    let server = orchestrator.server();
-    let admin = server
-        .connect(server.maintenance_db())
-        .await
-        .map_err(crate::Error::from)?;
+    let admin = orchestrator.admin_connection().await?;
     infra::remember_before(config, &admin, orchestrator.names()).await?;
     orchestrator.init().await?;
     orchestrator.reconcile().await?;
@@ -192,7 +144,7 @@ async fn prepare_targets(
 pub async fn plan_tenants(
     src: &Client,
     config: &LegacyConfig,
-    progress: &Progress<'_>,
+    progress: &LegacyRun,
 ) -> Result<Vec<(RunTenant, String)>, LegacyError> {
     let societes = read_societes(src, config).await?;
     let default = config.default_code()?;
@@ -274,11 +226,7 @@ async fn copy_shared(
     {
         return Ok(0);
     }
-    let server = ctx.orchestrator.server();
-    let mut shared = server
-        .connect(ctx.orchestrator.names().shared_db())
-        .await
-        .map_err(crate::Error::from)?;
+    let mut shared = ctx.orchestrator.shared_admin_connection().await?;
     let target = Schema::read(&shared)
         .await
         .map_err(LegacyError::db("read the SHARED schema"))?;

@@ -12,10 +12,10 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::graph::{Graph, owner_from};
-use super::progress::{Progress, RunTenant, SHARED_TARGET};
 use super::schema::{ForeignKey, Schema};
 use super::{Class, LegacyConfig, LegacyError, Source, identity};
 use crate::Orchestrator;
+use crate::catalog::{LegacyRun, RunTenant, SHARED_TARGET};
 use crate::ident::quote_ident;
 use crate::tenant::TenantCode;
 
@@ -115,13 +115,7 @@ pub async fn verify(
         .await
         .map_err(LegacyError::db("read the source schema"))?;
     let graph = Graph::classify(&schema, config);
-    let server = orchestrator.server();
-    let names = orchestrator.names();
-    let auth = server
-        .connect(names.auth_db())
-        .await
-        .map_err(crate::Error::from)?;
-    let progress = Progress::new(&auth, &source.database);
+    let progress = orchestrator.legacy_run(&source.database);
     let tenants = progress.tenants().await?;
     if tenants.is_empty() {
         return Err(LegacyError::Refused(format!(
@@ -129,12 +123,9 @@ pub async fn verify(
             source.database
         )));
     }
-    let shared = server
-        .connect(names.shared_db())
-        .await
-        .map_err(crate::Error::from)?;
+    let shared = orchestrator.shared_admin_connection().await?;
     let mut report = VerifyReport::default();
-    let (users, found) = identity::count_in_auth(&src, &auth, config).await?;
+    let (users, found) = identity::count_in_auth(&src, orchestrator, config).await?;
     report.compare("auth", &config.users.table, "users in AUTH", users, found);
     for table in &graph.shared_order {
         let expected = count(&src, table).await?;
@@ -145,10 +136,7 @@ pub async fn verify(
     let shared_refs = shared_references(&schema, &graph);
     for tenant in &tenants {
         let code = TenantCode::parse(&tenant.code).map_err(crate::Error::from)?;
-        let client = server
-            .connect(&names.tenant_db(&code))
-            .await
-            .map_err(crate::Error::from)?;
+        let client = orchestrator.tenant_admin_connection(&code).await?;
         let ctx = TenantCheck {
             tenant,
             client: &client,
@@ -205,7 +193,7 @@ struct TenantCheck<'a> {
     tenant: &'a RunTenant,
     client: &'a Client,
     shared: &'a Client,
-    progress: &'a Progress<'a>,
+    progress: &'a LegacyRun,
 }
 
 impl TenantCheck<'_> {

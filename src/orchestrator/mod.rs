@@ -4,6 +4,7 @@
 //! the bootstrap of AUTH and SHARED.
 
 mod api_keys;
+mod legacy;
 mod observe;
 
 use std::sync::Arc;
@@ -195,11 +196,6 @@ impl Orchestrator {
     /// The naming scheme of databases and roles.
     pub(crate) fn names(&self) -> &Names {
         &self.inner.names
-    }
-
-    /// The PostgreSQL server administered.
-    pub(crate) fn server(&self) -> &Server {
-        &self.inner.server
     }
 
     /// Creates AUTH and SHARED if missing, applies their migrations, sets up
@@ -445,8 +441,11 @@ impl Orchestrator {
         self.inner.pools.stats()
     }
 
-    /// Closes every pool and stops the background tasks (at shutdown).
+    /// At shutdown: refuses new life-cycle operations (running ones
+    /// finish; new ones fail with the retryable shutting-down error), closes
+    /// every pool and stops the background tasks.
     pub fn close(&self) {
+        self.inner.provisioner.stop_accepting();
         self.inner.pools.close();
         self.inner.shared.close();
     }

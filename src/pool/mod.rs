@@ -30,10 +30,8 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use tokio::sync::{Notify, mpsc, watch};
 
-pub use budget::default_budget;
 pub use client::TenantClient;
 pub use metrics::{PoolStats, TenantConnections, WaitBucket, WaitHistogram};
-pub use tenant_pool::{PooledConnection, TenantManager};
 
 use budget::Admission;
 use metrics::Counters;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::TestEnv;
 use futures::{StreamExt, stream};
+use tenantd::fleet::Drift;
 use tenantd::fleet::{ProgressTracker, RunOptions, SetChoice, TenantState};
-use tenantd::migrate::Drift;
 use tenantd::{Error, ErrorKind, NewTenant, Orchestrator, TenantCode};
 
 /// A copy of the built-in `migrations/` tree in a temporary directory,

@@ -248,7 +248,7 @@ async fn idempotency_keys_api_keys_and_ops_routes() {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        stored.contains(&tenantd::apikey::hash_key(&secret).to_vec()),
+        stored.contains(&tenantd::hash_key(&secret).to_vec()),
         "only the SHA-256 is stored"
     );
 

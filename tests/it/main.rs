@@ -16,6 +16,7 @@ mod http_migrations;
 mod http_requests;
 mod http_sql;
 mod isolation;
+mod layout;
 mod legacy;
 mod lifecycle;
 mod logging;

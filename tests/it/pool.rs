@@ -391,7 +391,7 @@ async fn a_killed_listener_reconnects_and_resubscribes() {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE application_name = $1 AND datname = $2",
             &[
-                &tenantd::notify::APPLICATION_NAME,
+                &tenantd::LISTENER_APPLICATION_NAME,
                 &format!("{}_auth", env.prefix),
             ],
         )

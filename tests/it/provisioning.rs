@@ -3,7 +3,7 @@
 //! code make one database; refused requests leave nothing behind.
 
 use crate::common::TestEnv;
-use tenantd::provision::ProvisionError;
+use tenantd::ProvisionError;
 use tenantd::{Error, ErrorKind, NewTenant, Orchestrator, ProvisionPath, Settings, TenantStatus};
 
 /// A normalised description of a database's schema: relations, columns,
