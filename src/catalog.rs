@@ -21,12 +21,15 @@ mod health;
 mod legacy_runs;
 mod locks;
 mod operations;
+mod read;
 mod tenant_patch;
 mod users;
 
 pub use legacy_runs::{AUTH_TARGET, LegacyRun, RunTenant, SHARED_TARGET};
 pub use locks::GlobalLock;
-pub use operations::{OperationKind, OperationRow, OperationStatus, UnknownValue};
+pub use operations::{
+    OperationKind, OperationRow, OperationStatus, RunningOperation, UnknownValue,
+};
 pub use tenant_patch::TenantPatch;
 pub use users::{ImportedMembership, ImportedUser};
 
@@ -52,6 +55,21 @@ pub enum CatalogError {
     /// A text column holds a value tenantd does not know.
     #[error(transparent)]
     Unknown(#[from] UnknownValue),
+    /// A value to write breaks a field's limits (see [`crate::tenant::check_name`], …).
+    #[error("{0}")]
+    Invalid(#[source] TenantError),
+    /// A column's stored value cannot be decoded (its type, or a JSON
+    /// document `serde_json` cannot read back).
+    #[error("cannot read {column} of {of} from the catalog: {source}")]
+    Unreadable {
+        /// The column.
+        column: &'static str,
+        /// The row (`tenant acme`, `operation …`).
+        of: String,
+        /// The decoding error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
 }
 
 impl Classify for CatalogError {
@@ -59,8 +77,9 @@ impl Classify for CatalogError {
         match self {
             Self::Unavailable(e) => e.kind(),
             Self::AlreadyExists(_) => ErrorKind::Conflict,
+            Self::Invalid(_) => ErrorKind::InvalidInput,
             Self::Db(e) => e.kind(),
-            Self::Corrupt(_) | Self::Unknown(_) => ErrorKind::Internal,
+            Self::Corrupt(_) | Self::Unknown(_) | Self::Unreadable { .. } => ErrorKind::Internal,
         }
     }
 }
@@ -123,6 +142,8 @@ impl Catalog {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<(Tenant, Uuid), CatalogError> {
+        new.validate().map_err(CatalogError::Invalid)?;
+        crate::tenant::check_document("detail", &detail).map_err(CatalogError::Invalid)?;
         const SQL: &str = "WITH t AS ( \
                INSERT INTO tenants (id, code, name, region, plan, status, admin_email, database_name) \
                VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $7) RETURNING *), \
@@ -240,6 +261,9 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         const SQL: &str =
             "UPDATE tenants SET status = $2, status_reason = $3, updated_at = now() WHERE id = $1";
+        if let Some(reason) = reason {
+            crate::tenant::check_reason(reason).map_err(CatalogError::Invalid)?;
+        }
         self.client()
             .await?
             .execute(SQL, &[&id, &status.as_str(), &reason])
@@ -294,6 +318,8 @@ impl Catalog {
             Some(_) => OperationStatus::Failed,
             None => OperationStatus::Succeeded,
         };
+        // An error message may quote a client's value; `text` refuses NUL.
+        let error = error.map(without_nul);
         self.client()
             .await?
             .execute(SQL, &[&id, &status.as_str(), &error])
@@ -324,11 +350,12 @@ impl Catalog {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                "SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked",
                 &[&TENANT_LOCK_CLASS, &code.as_str()],
             )
             .await?;
-        Ok(row.get::<_, bool>(0).then(|| CatalogLock {
+        let locked: bool = read::RowReader::new(&row, "pg_try_advisory_lock").get("locked")?;
+        Ok(locked.then(|| CatalogLock {
             client: Some(client),
             key: LockKey::Tenant(code.as_str().to_owned()),
         }))
@@ -348,6 +375,37 @@ impl Catalog {
             client: Some(client),
             key: LockKey::Global(object),
         })
+    }
+}
+
+/// `text` with its NUL characters replaced (PostgreSQL's `text` refuses
+/// them): for messages tenantd records, which may quote anything.
+pub(crate) fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.contains('\0') {
+        true => text.replace('\0', "\u{FFFD}").into(),
+        false => text.into(),
+    }
+}
+
+impl Catalog {
+    /// Takes a catalog-wide lock if nobody holds it.
+    pub async fn try_lock_global(
+        &self,
+        lock: GlobalLock,
+    ) -> Result<Option<CatalogLock>, CatalogError> {
+        let object = lock.id();
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2::int4) AS locked",
+                &[&GLOBAL_LOCK_CLASS, &object],
+            )
+            .await?;
+        let locked: bool = read::RowReader::new(&row, "pg_try_advisory_lock").get("locked")?;
+        Ok(locked.then(|| CatalogLock {
+            client: Some(client),
+            key: LockKey::Global(object),
+        }))
     }
 }
 
@@ -414,21 +472,24 @@ impl Drop for CatalogLock {
 }
 
 fn tenant_from_row(row: &Row) -> Result<Tenant, CatalogError> {
+    let mut r = read::RowReader::new(row, "a tenant row");
+    let code = TenantCode::parse(r.get("code")?)?;
+    r.describe(format!("tenant {code}"));
     Ok(Tenant {
-        id: row.get("id"),
-        code: TenantCode::parse(row.get("code"))?,
-        name: row.get("name"),
-        region: row.get::<_, &str>("region").parse()?,
-        plan: row.get::<_, &str>("plan").parse()?,
-        status: row.get::<_, &str>("status").parse()?,
-        status_reason: row.get("status_reason"),
-        admin_email: row.get("admin_email"),
-        settings: row.get("settings"),
-        database_name: row.get("database_name"),
-        schema_version: row.get("schema_version"),
-        quarantined: row.get("quarantined"),
-        migration_error: row.get("migration_error"),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
+        id: r.get("id")?,
+        name: r.get("name")?,
+        region: r.get::<&str>("region")?.parse()?,
+        plan: r.get::<&str>("plan")?.parse()?,
+        status: r.get::<&str>("status")?.parse()?,
+        status_reason: r.get("status_reason")?,
+        admin_email: r.get("admin_email")?,
+        settings: r.get("settings")?,
+        database_name: r.get("database_name")?,
+        schema_version: r.get("schema_version")?,
+        quarantined: r.get("quarantined")?,
+        migration_error: r.get("migration_error")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+        code,
     })
 }

@@ -10,10 +10,22 @@
 //!
 //! A tenant whose lock is held is being worked on by a live process and is
 //! left alone.
+//!
+//! Then every audit-log entry still `running` whose owner is gone is closed
+//! as `failed`. Every such entry is written and closed while its process
+//! holds an advisory lock on a session of its own — the tenant's life-cycle
+//! lock for a tenant's operation, the fleet-run lock for a `migrate_run` —
+//! and the server ends that session when the process dies. So an entry is
+//! abandoned exactly when its lock can be taken: the reconciler takes it
+//! (`pg_try_advisory_lock`), closes the entry if it is still `running`, and
+//! releases it. An entry whose lock is held belongs to a live process and is
+//! left alone.
 
 use serde::Serialize;
 
-use crate::catalog::OperationKind;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, CatalogError, GlobalLock, OperationKind, RunningOperation};
 use crate::provision::{ProvisionError, Provisioner};
 use crate::tenant::{Tenant, TenantCode, TenantStatus};
 
@@ -30,6 +42,8 @@ pub struct ReconcileReport {
     pub missing_database: Vec<TenantCode>,
     /// Tenants skipped because another process holds their lock.
     pub busy: Vec<TenantCode>,
+    /// Audit-log entries left `running` by a process that died (now `failed`).
+    pub abandoned_operations: Vec<Uuid>,
 }
 
 impl std::fmt::Display for ReconcileReport {
@@ -53,9 +67,17 @@ impl std::fmt::Display for ReconcileReport {
             ),
             ("skipped, being worked on by another process", &self.busy),
         ];
+        let abandoned: Vec<String> = self
+            .abandoned_operations
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        let lines = lines
+            .iter()
+            .map(|(what, codes)| (*what, codes.iter().map(|c| c.to_string()).collect()))
+            .chain([("operations whose process died (now failed)", abandoned)]);
         let mut first = true;
-        for (what, codes) in lines.iter().filter(|(_, codes)| !codes.is_empty()) {
-            let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        for (what, codes) in lines.filter(|(_, codes): &(&str, Vec<String>)| !codes.is_empty()) {
             if !first {
                 f.write_str("\n")?;
             }
@@ -73,6 +95,7 @@ impl ReconcileReport {
             && self.completed_drops.is_empty()
             && self.login_fixed.is_empty()
             && self.missing_database.is_empty()
+            && self.abandoned_operations.is_empty()
     }
 }
 
@@ -99,7 +122,48 @@ pub async fn reconcile(provisioner: &Provisioner) -> Result<ReconcileReport, Pro
         lock.release().await?;
         outcome?;
     }
+    report.abandoned_operations = close_abandoned(catalog).await?;
     Ok(report)
+}
+
+/// Why the reconciler closes an entry.
+const ABANDONED: &str = "the process running this operation ended before it finished; \
+     marked failed by reconcile";
+
+/// Closes the `running` entries whose lock nobody holds (see the module
+/// documentation); returns their ids.
+async fn close_abandoned(catalog: &Catalog) -> Result<Vec<Uuid>, CatalogError> {
+    let mut closed = Vec::new();
+    for operation in catalog.running_operations().await? {
+        let Some(lock) = owner_lock(catalog, &operation).await? else {
+            continue;
+        };
+        let outcome = catalog.fail_if_running(operation.id, ABANDONED).await;
+        lock.release().await?;
+        if outcome? {
+            tracing::warn!(operation = %operation.id, tenant = operation.tenant_code.as_deref(),
+                "closed an operation whose process died");
+            closed.push(operation.id);
+        }
+    }
+    Ok(closed)
+}
+
+/// The lock `operation`'s owner would hold, if it is free (its owner is
+/// gone); `None` when it is held, or the entry is one this tenantd does
+/// not know how to judge.
+async fn owner_lock(
+    catalog: &Catalog,
+    operation: &RunningOperation,
+) -> Result<Option<crate::catalog::CatalogLock>, CatalogError> {
+    match (operation.kind, operation.tenant_code.as_deref()) {
+        (Some(OperationKind::MigrateRun), _) => catalog.try_lock_global(GlobalLock::FleetRun).await,
+        (Some(_), Some(code)) => match TenantCode::parse(code) {
+            Ok(code) => catalog.try_lock_tenant(&code).await,
+            Err(_) => Ok(None),
+        },
+        _ => Ok(None),
+    }
 }
 
 async fn repair(
@@ -161,7 +225,7 @@ async fn check_live(
     let row = admin
         .query_one(SQL, &[&tenant.database_name, &tenant.role_name()])
         .await?;
-    let (db_exists, can_login): (bool, Option<bool>) = (row.get(0), row.get(1));
+    let (db_exists, can_login): (bool, Option<bool>) = (row.try_get(0)?, row.try_get(1)?);
     if !db_exists || can_login.is_none() {
         if !db_exists {
             // No data left to protect: drop the orphaned role too, so the

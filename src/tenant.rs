@@ -13,6 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod fields;
+
+pub use fields::{check_document, check_email, check_name, check_reason, check_settings};
+
 /// Why a tenant code, region, plan or status was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TenantError {
@@ -36,6 +40,15 @@ pub enum TenantError {
         "invalid status {0:?}: expected provisioning, active, suspended, deleting, deleted or failed"
     )]
     InvalidStatus(String),
+    /// A free-text or JSON field the catalog cannot store as given (see
+    /// [`check_name`], [`check_settings`], …).
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field (`name`, `settings`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Classify for TenantError {
@@ -208,6 +221,13 @@ impl NewTenant {
             plan: Plan::Free,
             admin_email: None,
         }
+    }
+
+    /// Checks the free-text fields before they are stored: the name
+    /// ([`check_name`]) and the e-mail ([`check_email`]).
+    pub fn validate(&self) -> Result<(), TenantError> {
+        check_name(&self.name)?;
+        self.admin_email.as_deref().map_or(Ok(()), check_email)
     }
 }
 

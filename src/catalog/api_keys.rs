@@ -4,6 +4,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::read::RowReader;
 use super::{Catalog, CatalogError};
 use crate::apikey::{ApiKeyRecord, ApiKeyScope};
 use crate::tenant::TenantCode;
@@ -85,37 +86,42 @@ impl Catalog {
         const SQL: &str = "UPDATE api_keys SET revoked_at = now() \
              WHERE id = $1 AND revoked_at IS NULL RETURNING key_hash";
         let row = self.client().await?.query_opt(SQL, &[&id]).await?;
-        Ok(row.map(|r| r.get(0)))
+        row.map(|row| RowReader::new(&row, format!("api key {id}")).get("key_hash"))
+            .transpose()
     }
 
     /// How many unrevoked admin keys exist.
     pub async fn admin_key_count(&self) -> Result<i64, CatalogError> {
         const SQL: &str =
             "SELECT count(*) FROM api_keys WHERE scope = 'admin' AND revoked_at IS NULL";
-        Ok(self.client().await?.query_one(SQL, &[]).await?.get(0))
+        let row = self.client().await?.query_one(SQL, &[]).await?;
+        RowReader::new(&row, "the admin key count").get("count")
     }
 }
 
 fn key_from_row(row: &Row) -> Result<ApiKeyRecord, CatalogError> {
-    let scope: &str = row.get("scope");
+    let mut r = RowReader::new(row, "an api key row");
+    let id: Uuid = r.get("id")?;
+    r.describe(format!("api key {id}"));
+    let scope: &str = r.get("scope")?;
     let scope = scope.parse().map_err(|e: crate::apikey::InvalidScope| {
         CatalogError::Corrupt(crate::tenant::TenantError::InvalidStatus(e.0))
     })?;
     Ok(ApiKeyRecord {
-        id: row.get("id"),
-        name: row.get("name"),
-        key_prefix: row.get("key_prefix"),
+        id,
+        name: r.get("name")?,
+        key_prefix: r.get("key_prefix")?,
         scope,
-        tenant_id: row.get("tenant_id"),
-        tenant_code: row
-            .get::<_, Option<&str>>("tenant_code")
+        tenant_id: r.get("tenant_id")?,
+        tenant_code: r
+            .get::<Option<&str>>("tenant_code")?
             .map(TenantCode::parse)
             .transpose()?,
-        tenant_plan: row
-            .get::<_, Option<&str>>("tenant_plan")
+        tenant_plan: r
+            .get::<Option<&str>>("tenant_plan")?
             .map(str::parse)
             .transpose()?,
-        created_at: row.get("created_at"),
-        revoked_at: row.get("revoked_at"),
+        created_at: r.get("created_at")?,
+        revoked_at: r.get("revoked_at")?,
     })
 }

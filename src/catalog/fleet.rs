@@ -175,14 +175,15 @@ impl Catalog {
         let rows = self.client().await?.query(SQL, &[&operation]).await?;
         rows.iter()
             .map(|row| {
+                let r = super::read::RowReader::new(row, format!("a result of run {operation}"));
                 Ok(FleetRunRow {
-                    tenant_code: row.get(0),
-                    outcome: row.get::<_, &str>(1).parse()?,
-                    from_version: row.get(2),
-                    to_version: row.get(3),
-                    applied: row.get(4),
-                    error: row.get(5),
-                    finished_at: row.get(6),
+                    tenant_code: r.get("tenant_code")?,
+                    outcome: r.get::<&str>("outcome")?.parse()?,
+                    from_version: r.get("from_version")?,
+                    to_version: r.get("to_version")?,
+                    applied: r.get("applied")?,
+                    error: r.get("error")?,
+                    finished_at: r.get("finished_at")?,
                 })
             })
             .collect()

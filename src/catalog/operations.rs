@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::read::RowReader;
 use super::{Catalog, CatalogError};
 use crate::tenant::Tenant;
 
@@ -127,7 +128,49 @@ pub struct OperationRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// An audit-log entry still `running`, as [`Catalog::running_operations`]
+/// lists it for the reconciler.
+#[derive(Debug, Clone)]
+pub struct RunningOperation {
+    /// Its id.
+    pub id: Uuid,
+    /// What it does; `None` when written by a tenantd that knows more kinds.
+    pub kind: Option<OperationKind>,
+    /// The tenant it is about, if any.
+    pub tenant_code: Option<String>,
+}
+
 impl Catalog {
+    /// Every entry still `running`, oldest first.
+    pub async fn running_operations(&self) -> Result<Vec<RunningOperation>, CatalogError> {
+        const SQL: &str = "SELECT id, kind, tenant_code FROM operations \
+             WHERE status = 'running' ORDER BY started_at, id";
+        let rows = self.client().await?.query(SQL, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                let mut r = RowReader::new(row, "a running operation");
+                let id: Uuid = r.get("id")?;
+                r.describe(format!("operation {id}"));
+                Ok(RunningOperation {
+                    id,
+                    kind: r.get::<&str>("kind")?.parse().ok(),
+                    tenant_code: r.get("tenant_code")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Closes the entry as `failed` with `error` if it is still `running`
+    /// (its task or its process died before closing it); false when it was
+    /// not (already closed, or never written).
+    pub async fn fail_if_running(&self, id: Uuid, error: &str) -> Result<bool, CatalogError> {
+        const SQL: &str = "UPDATE operations SET status = 'failed', error = $2, \
+             finished_at = now() WHERE id = $1 AND status = 'running'";
+        let error = super::without_nul(error);
+        let updated = self.client().await?.execute(SQL, &[&id, &error]).await?;
+        Ok(updated > 0)
+    }
+
     /// Starts an audit-log entry with the id `id` (status `running`).
     pub async fn insert_operation(
         &self,
@@ -137,6 +180,7 @@ impl Catalog {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<(), CatalogError> {
+        crate::tenant::check_document("detail", &detail).map_err(CatalogError::Invalid)?;
         const SQL: &str = "INSERT INTO operations (id, tenant_id, tenant_code, kind, status, actor, detail) \
              VALUES ($1, $2, $3, $4, 'running', $5, $6)";
         let (tenant_id, code) = (tenant.map(|t| t.id), tenant.map(|t| t.code.as_str()));
@@ -157,16 +201,17 @@ impl Catalog {
         let Some(row) = self.client().await?.query_opt(SQL, &[&id]).await? else {
             return Ok(None);
         };
+        let r = RowReader::new(&row, format!("operation {id}"));
         Ok(Some(OperationRow {
-            id: row.get(0),
-            kind: row.get::<_, &str>(1).parse()?,
-            status: row.get::<_, &str>(2).parse()?,
-            tenant_code: row.get(3),
-            actor: row.get(4),
-            detail: row.get(5),
-            error: row.get(6),
-            started_at: row.get(7),
-            finished_at: row.get(8),
+            id: r.get("id")?,
+            kind: r.get::<&str>("kind")?.parse()?,
+            status: r.get::<&str>("status")?.parse()?,
+            tenant_code: r.get("tenant_code")?,
+            actor: r.get("actor")?,
+            detail: r.get("detail")?,
+            error: r.get("error")?,
+            started_at: r.get("started_at")?,
+            finished_at: r.get("finished_at")?,
         }))
     }
 }

@@ -1,9 +1,12 @@
 //! Changes to a live tenant's descriptive fields (name, region, plan,
 //! administrator e-mail, settings). Its code, id, database and status are
-//! not changed here: the life cycle owns those.
+//! not changed here: the life cycle owns those. A patch is checked
+//! ([`TenantPatch::validate`]) before it is written.
 
 use super::{Catalog, CatalogError, GONE_STATUSES, TENANT_COLUMNS, tenant_from_row};
-use crate::tenant::{Plan, Region, Tenant, TenantCode};
+use crate::tenant::{
+    Plan, Region, Tenant, TenantCode, TenantError, check_email, check_name, check_settings,
+};
 
 /// Fields to change; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +32,16 @@ impl TenantPatch {
             && self.admin_email.is_none()
             && self.settings.is_none()
     }
+
+    /// Checks the new values before they are stored: name, e-mail and
+    /// settings (an object, bounded, finite numbers, no NUL).
+    pub fn validate(&self) -> Result<(), TenantError> {
+        self.name.as_deref().map_or(Ok(()), check_name)?;
+        if let Some(Some(email)) = &self.admin_email {
+            check_email(email)?;
+        }
+        self.settings.as_ref().map_or(Ok(()), check_settings)
+    }
 }
 
 impl Catalog {
@@ -38,6 +51,7 @@ impl Catalog {
         code: &TenantCode,
         patch: &TenantPatch,
     ) -> Result<Option<Tenant>, CatalogError> {
+        patch.validate().map_err(CatalogError::Invalid)?;
         let sql = format!(
             "UPDATE tenants SET name = COALESCE($2, name), region = COALESCE($3, region), \
                plan = COALESCE($4, plan), admin_email = CASE WHEN $5 THEN $6 ELSE admin_email END, \

@@ -144,6 +144,16 @@ impl Fleet {
         }
     }
 
+    /// Closes run `id`'s `operations` row as failed with `error` if it is
+    /// still `running` (its task died before closing it); false if it was not.
+    pub async fn close_abandoned_run(
+        &self,
+        id: uuid::Uuid,
+        error: &str,
+    ) -> Result<bool, FleetError> {
+        Ok(self.catalog.fail_if_running(id, error).await?)
+    }
+
     /// The set of a schema.
     pub fn set(&self, schema: SchemaSet) -> &Arc<MigrationSet> {
         match schema {

@@ -78,7 +78,8 @@ fn bytes_rejection(rejection: &BytesRejection) -> ApiError {
     }
 }
 
-/// An optional JSON body: an empty body is `None`, anything else must parse.
+/// An optional JSON body: an empty body or a JSON `null` is `None`,
+/// anything else must parse.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S, T> FromRequest<S> for OptionalJson<T>
@@ -104,8 +105,8 @@ where
             }
             return Err(unsupported_media_type());
         }
-        let ApiJson(value) = ApiJson::<T>::from_request(req, state).await?;
-        Ok(Self(Some(value)))
+        let ApiJson(value) = ApiJson::<Option<T>>::from_request(req, state).await?;
+        Ok(Self(value))
     }
 }
 

@@ -4,13 +4,15 @@
 //! opened as tenant roles, read from `pg_stat_activity` at each scrape. The recorder is installed
 //! once per process and shared by every server it runs.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -81,18 +83,63 @@ async fn record_server_connections(state: &AppState) {
 /// Middleware: counts and times every request by its route template.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    metrics::gauge!(IN_FLIGHT).increment(1.0);
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
+    let in_flight = in_flight();
+    in_flight.increment(1.0);
     let response = next.run(request).await;
-    metrics::gauge!(IN_FLIGHT).decrement(1.0);
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(DURATION, "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    in_flight.decrement(1.0);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = request_metrics(route, &method, response.status());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The in-flight gauge, registered once.
+fn in_flight() -> &'static Gauge {
+    static GAUGE: OnceLock<Gauge> = OnceLock::new();
+    GAUGE.get_or_init(|| metrics::gauge!(IN_FLIGHT))
+}
+
+/// The counter and histogram of one route, method and status.
+type RequestMetrics = (Counter, Histogram);
+
+/// Registered request metrics by route template, then method and status:
+/// registered once each (route templates are few), so a request neither
+/// allocates its labels nor looks them up in the recorder.
+static REGISTERED: OnceLock<RwLock<ByRoute>> = OnceLock::new();
+
+/// Request metrics by route template, then method and status.
+type ByRoute = HashMap<String, Vec<(Method, StatusCode, RequestMetrics)>>;
+
+/// The request metrics labelled `route`, `method` and `status`.
+fn request_metrics(route: &str, method: &Method, status: StatusCode) -> RequestMetrics {
+    let registered = REGISTERED.get_or_init(RwLock::default);
+    let find = |by_route: &ByRoute| {
+        by_route.get(route).and_then(|entries| {
+            entries
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status)
+                .map(|(_, _, found)| found.clone())
+        })
+    };
+    if let Some(found) = find(&registered.read().unwrap_or_else(PoisonError::into_inner)) {
+        return found;
+    }
+    let mut by_route = registered.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find(&by_route) {
+        return found;
+    }
+    let (route_label, method_label) = (route.to_owned(), method.to_string());
+    let created = (
+        metrics::counter!(REQUESTS, "route" => route_label.clone(), "method" => method_label.clone(),
+            "status" => status.as_u16().to_string()),
+        metrics::histogram!(DURATION, "route" => route_label, "method" => method_label),
+    );
+    by_route
+        .entry(route.to_owned())
+        .or_default()
+        .push((method.clone(), status, created.clone()));
+    created
 }

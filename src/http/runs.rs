@@ -7,14 +7,20 @@
 //!
 //! A run goes on on its own task after the request that started it ends.
 //! Graceful shutdown waits for the runs in flight ([`RunRegistry::wait`]),
-//! so that their operation rows are closed and no tenant is left half-way;
-//! a killed process leaves the row `running` (each tenant's migration is
-//! one transaction, so a rerun picks up where it stopped).
+//! so that their operation rows are closed and no tenant is left half-way.
+//! A run whose task ends in an error or a panic has its row closed as
+//! `failed` at once (if the run had not closed it itself); a killed process
+//! leaves the row `running` until `tenantd reconcile` (run by `serve` at
+//! start) finds nobody holding the fleet-run lock and closes it (each
+//! tenant's migration is one transaction, so a rerun picks up where it
+//! stopped).
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -87,13 +93,22 @@ impl RunRegistry {
         let mut tasks = lock(&self.inner.tasks);
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
-            let ended = match fleet.run(&task.options, &task.observer).await {
-                Ok(summary) => RunEnd::Finished(summary),
-                Err(error) => {
+            let run = AssertUnwindSafe(fleet.run(&task.options, &task.observer));
+            let ended = match run.catch_unwind().await {
+                Ok(Ok(summary)) => RunEnd::Finished(summary),
+                Ok(Err(error)) => {
                     tracing::warn!(operation = %id, %error, "fleet run over HTTP failed");
                     RunEnd::Failed(error.to_string())
                 }
+                Err(panic) => {
+                    let error = format!("the run's task panicked: {}", panic_message(&*panic));
+                    tracing::error!(operation = %id, %error, "fleet run over HTTP died");
+                    RunEnd::Failed(error)
+                }
             };
+            if let RunEnd::Failed(error) = &ended {
+                close_row(&fleet, id, error).await;
+            }
             *lock(&task.end) = Some((ended, Utc::now()));
         });
         Some(view(id, &run))
@@ -135,6 +150,25 @@ impl RunRegistry {
             runs.remove(&id);
         }
     }
+}
+
+/// Closes the run's catalog row as failed if the run left it `running`.
+async fn close_row(fleet: &Fleet, id: Uuid, error: &str) {
+    match fleet.close_abandoned_run(id, error).await {
+        Ok(true) => tracing::warn!(operation = %id, "closed the failed run's operation"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(operation = %id, error = %e,
+            "cannot close the failed run's operation; `tenantd reconcile` will"),
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 fn view(id: Uuid, run: &Run) -> RunView {

@@ -8,10 +8,13 @@
 //! Bind/Execute/Sync, which the server commits or rolls back before it
 //! answers: the connection goes back idle, never inside a transaction (the
 //! guard refuses `BEGIN` and every other transaction control). The
-//! connection's session `statement_timeout` is `TENANTD_SQL_TIMEOUT_MS`, set
-//! once per pooled connection ([`TenantClient::set_statement_timeout`])
-//! rather than around every request; the guard refuses `SET` and
-//! `set_config`, so a statement cannot change it. At most
+//! connection's session `statement_timeout` is set to
+//! `TENANTD_SQL_TIMEOUT_MS` before every statement
+//! ([`TenantClient::statement_timeout_setter`], prepared once per connection
+//! and pipelined with the statement, so it costs no round trip): the guard
+//! refuses `SET` and `set_config`, but a function the tenant wrote may
+//! change the session's timeout, so the value left by an earlier request
+//! is never trusted. At most
 //! `TENANTD_SQL_MAX_ROWS` rows come back. A request dropped half-way (client
 //! gone) discards its connection instead of returning it with a statement
 //! still running.
@@ -144,10 +147,6 @@ async fn run(
         .map_err(|error| refused(&error, &request.sql, timeout_ms))?;
     let params = bind_all(&statement, &request.params)
         .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
-    client
-        .set_statement_timeout(timeout_ms)
-        .await
-        .map_err(|error| RunError::Dirty(from_statement(&error, timeout_ms)))?;
     execute(client, &statement, &params, timeout_ms, max_rows).await
 }
 
@@ -195,8 +194,10 @@ fn bind_all(statement: &Statement, params: &[Value]) -> Result<Vec<Param>, Strin
         .collect()
 }
 
-/// Runs the prepared statement: one Bind/Execute/Sync, so one round trip
-/// in an implicit transaction the server has ended when it answers.
+/// Sets the session's statement timeout and runs the prepared statement,
+/// each in one Bind/Execute/Sync of its own, pipelined: both leave in one
+/// write and come back in one round trip, and the statement runs in an
+/// implicit transaction the server has ended when it answers.
 async fn execute(
     client: &TenantClient,
     statement: &Statement,
@@ -204,6 +205,14 @@ async fn execute(
     timeout_ms: u64,
     max_rows: usize,
 ) -> Result<SqlResult, RunError> {
+    let set_timeout =
+        client
+            .statement_timeout_setter()
+            .await
+            .map_err(|error| match error.as_db_error() {
+                Some(_) => RunError::Clean(from_statement(&error, timeout_ms)),
+                None => RunError::Dirty(from_statement(&error, timeout_ms)),
+            })?;
     let rows = async {
         let stream = client
             .query_raw(
@@ -217,7 +226,17 @@ async fn execute(
         let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
         Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
     };
-    let (mut rows, affected) = match rows.await {
+    // Polled in order: the timeout is sent first, then the statement.
+    let (limited, rows) = futures::future::join(
+        client.execute(&set_timeout, &[&timeout_ms.to_string()]),
+        rows,
+    )
+    .await;
+    if let Err(error) = limited {
+        // The statement ran (or is running) with an unknown timeout.
+        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
+    }
+    let (mut rows, affected) = match rows {
         Ok(found) => found,
         // The server answered: it rolled the statement back and is idle.
         Err(error) if error.as_db_error().is_some() => {

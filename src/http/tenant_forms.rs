@@ -8,12 +8,11 @@ use super::error::ApiError;
 use crate::TenantConnection;
 use crate::catalog::TenantPatch;
 use crate::secret::sha256;
-use crate::tenant::{NewTenant, Plan, Region, TenantCode, TenantStatus};
+use crate::tenant::{
+    NewTenant, Plan, Region, TenantCode, TenantError, TenantStatus, check_email, check_name,
+    check_reason, check_settings,
+};
 
-/// Longest display name (the catalog's limit).
-const MAX_NAME_LEN: usize = 200;
-/// Longest administrator e-mail.
-const MAX_EMAIL_LEN: usize = 320;
 /// Default and largest page sizes of the tenant list.
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
@@ -23,14 +22,16 @@ const MAX_PAGE: i64 = 1_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Code: 2-40 characters, `^[a-z][a-z0-9_]*$`.
-    #[schema(example = "acme")]
+    #[schema(example = "acme", pattern = "^[a-z][a-z0-9_]{1,39}$")]
     pub code: String,
-    /// Display name (1-200 characters).
-    #[schema(example = "Acme Steel")]
+    /// Display name (1-200 characters, no control character).
+    #[schema(example = "Acme Steel", min_length = 1, max_length = 200)]
     pub name: String,
     /// DZ, CH, FR (default), BE or CA.
+    #[schema(pattern = "^(DZ|CH|FR|BE|CA)$")]
     pub region: Option<String>,
     /// free (default), pro or enterprise.
+    #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: Option<String>,
     /// Administrator e-mail.
     pub admin_email: Option<String>,
@@ -59,11 +60,14 @@ impl CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenant {
-    /// New display name.
+    /// New display name (1-200 characters, no control character).
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// New region.
+    /// New region: DZ, CH, FR, BE or CA.
+    #[schema(pattern = "^(DZ|CH|FR|BE|CA)$")]
     pub region: Option<String>,
-    /// New plan.
+    /// New plan: free, pro or enterprise.
+    #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: Option<String>,
     /// New administrator e-mail; `null` clears it.
     #[serde(default, deserialize_with = "present")]
@@ -80,8 +84,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 impl PatchTenant {
     /// The change to apply, or a 422.
     pub fn validate(&self) -> Result<TenantPatch, ApiError> {
-        if self.settings.as_ref().is_some_and(|s| !s.is_object()) {
-            return Err(ApiError::invalid("settings: must be a JSON object"));
+        if let Some(settings) = &self.settings {
+            check_settings(settings).map_err(invalid_field)?;
         }
         let patch = TenantPatch {
             name: self.name.as_deref().map(name).transpose()?,
@@ -110,8 +114,19 @@ impl PatchTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendBody {
-    /// Why (kept in the catalog).
+    /// Why (kept in the catalog; at most 1000 characters, no NUL).
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
+}
+
+impl SuspendBody {
+    /// The reason, or a 422 naming `reason`.
+    pub fn validate(self) -> Result<Option<String>, ApiError> {
+        if let Some(reason) = &self.reason {
+            check_reason(reason).map_err(invalid_field)?;
+        }
+        Ok(self.reason)
+    }
 }
 
 /// Query of `GET /v1/tenants`.
@@ -127,13 +142,19 @@ pub struct ListQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 impl ListQuery {
-    /// The page size.
-    pub fn limit(&self) -> i64 {
-        self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+    /// The page size, or a 400 outside 1-1000.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit.unwrap_or(DEFAULT_PAGE) {
+            limit @ 1..=MAX_PAGE => Ok(limit),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: must be 1 to {MAX_PAGE}"
+            ))),
+        }
     }
 
     /// The status filter.
@@ -206,27 +227,26 @@ fn field(name: &str, error: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("{name}: {error}")).with("field", name)
 }
 
+/// A domain check's refusal as a 422: its message, and the field it names.
+fn invalid_field(error: TenantError) -> ApiError {
+    match error {
+        TenantError::InvalidField { field, .. } => {
+            ApiError::invalid(error.to_string()).with("field", field)
+        }
+        other => ApiError::invalid(other.to_string()),
+    }
+}
+
 fn name(raw: &str) -> Result<String, ApiError> {
     let trimmed = raw.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > MAX_NAME_LEN {
-        return Err(field(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} characters"),
-        ));
-    }
+    check_name(trimmed).map_err(invalid_field)?;
     Ok(trimmed.to_owned())
 }
 
 fn email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    match raw {
-        None => Ok(None),
-        Some(e)
-            if e.len() <= MAX_EMAIL_LEN && e.contains('@') && !e.contains(char::is_whitespace) =>
-        {
-            Ok(Some(e.to_owned()))
-        }
-        Some(_) => Err(field("admin_email", "must be an e-mail address")),
-    }
+    raw.map(|e| check_email(e).map(|()| e.to_owned()))
+        .transpose()
+        .map_err(invalid_field)
 }
 
 fn parse<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ApiError>

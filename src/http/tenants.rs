@@ -164,7 +164,7 @@ async fn list_tenants(
     _admin: AdminCaller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<TenantPage>, ApiError> {
-    let limit = query.limit();
+    let limit = query.limit()?;
     let filter = TenantFilter {
         status: query.parsed_status()?,
         region: query.parsed_region()?,
@@ -226,6 +226,7 @@ async fn patch_tenant(
 #[serde(deny_unknown_fields)]
 pub struct ConfirmQuery {
     /// Must repeat the tenant's code.
+    #[param(required = true)]
     pub confirm: Option<String>,
 }
 
@@ -257,7 +258,9 @@ async fn delete_tenant(
     params(("code" = String, Path)), request_body(content = Option<SuspendBody>), security(("bearer" = [])),
     responses(
         (status = 200, description = "Suspended", body = TenantBody),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not active", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid reason (over 1000 characters, or a NUL)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn suspend_tenant(
     State(state): State<AppState>,
@@ -266,7 +269,7 @@ async fn suspend_tenant(
     OptionalJson(body): OptionalJson<SuspendBody>,
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
-    let reason = body.and_then(|b| b.reason);
+    let reason = body.map(SuspendBody::validate).transpose()?.flatten();
     let tenant = state
         .orchestrator()
         .suspend_tenant(&code, reason.as_deref())
@@ -279,6 +282,7 @@ async fn suspend_tenant(
     params(("code" = String, Path)), security(("bearer" = [])),
     responses(
         (status = 200, description = "Resumed", body = TenantBody),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not suspended", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn resume_tenant(

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::Notify;
+use tokio_postgres::Statement;
 
 use super::budget::Admission;
 use super::tenant_pool::TenantObject;
@@ -43,23 +44,22 @@ impl TenantClient {
     }
 }
 
+/// Makes `$1` (milliseconds, as text) the session's `statement_timeout`.
+/// Schema-qualified, so that a tenant's own `set_config` and `search_path`
+/// cannot stand in for it.
+const SET_STATEMENT_TIMEOUT: &str = "SELECT pg_catalog.set_config('statement_timeout', $1, false)";
+
 impl TenantClient {
-    /// Makes `timeout_ms` the session's `statement_timeout`. The setting
-    /// stays with the connection, so only the first call on a connection
-    /// (or one with another value) costs a round trip; a request that is
-    /// cancelled half-way must [`TenantClient::discard`] the connection.
-    pub async fn set_statement_timeout(
-        &self,
-        timeout_ms: u64,
-    ) -> Result<(), tokio_postgres::Error> {
-        let pooled = &*self.object;
-        if pooled.has_statement_timeout(timeout_ms) {
-            return Ok(());
-        }
-        self.batch_execute(&format!("SET statement_timeout = {timeout_ms}"))
-            .await?;
-        pooled.record_statement_timeout(timeout_ms);
-        Ok(())
+    /// The prepared statement that sets the session's `statement_timeout`
+    /// (its one parameter is the value in milliseconds, as text), cached
+    /// with the connection's other statements. Run it before every
+    /// statement whose timeout matters, pipelined in the same write: the
+    /// session setting cannot be trusted between two requests, since any
+    /// function a tenant calls may change it (`SET` or `set_config` inside
+    /// plpgsql). A request that is cancelled half-way must
+    /// [`TenantClient::discard`] the connection.
+    pub async fn statement_timeout_setter(&self) -> Result<Statement, tokio_postgres::Error> {
+        self.prepare_cached(SET_STATEMENT_TIMEOUT).await
     }
 }
 

@@ -89,7 +89,6 @@ impl managed::Manager for TenantManager {
         };
         Ok(PooledConnection {
             client: ClientWrapper::new(client, tokio::spawn(held.drive())),
-            statement_timeout_ms: AtomicU64::new(TIMEOUT_UNSET),
             _member: PoolMember::new(self.counters.clone(), self.open.clone()),
         })
     }
@@ -232,25 +231,7 @@ impl Drop for OpenConnection {
 /// connection go (eviction decisions must not see connections being closed).
 pub struct PooledConnection {
     client: ClientWrapper,
-    /// The session's `statement_timeout` as set through
-    /// [`super::TenantClient::set_statement_timeout`], or [`TIMEOUT_UNSET`].
-    statement_timeout_ms: AtomicU64,
     _member: PoolMember,
-}
-
-/// The session's statement timeout was never set by tenantd.
-const TIMEOUT_UNSET: u64 = u64::MAX;
-
-impl PooledConnection {
-    /// Whether the session's statement timeout is `ms` (set by tenantd).
-    pub(super) fn has_statement_timeout(&self, ms: u64) -> bool {
-        ms != TIMEOUT_UNSET && self.statement_timeout_ms.load(Ordering::Relaxed) == ms
-    }
-
-    /// Records that the session's statement timeout is now `ms`.
-    pub(super) fn record_statement_timeout(&self, ms: u64) {
-        self.statement_timeout_ms.store(ms, Ordering::Relaxed);
-    }
 }
 
 impl std::ops::Deref for PooledConnection {

@@ -127,6 +127,18 @@ async fn create_crash_is_rolled_back(point: &str, database_made: bool) {
     assert_eq!(failed.status, TenantStatus::Failed);
     let reason = failed.status_reason.unwrap_or_default();
     assert!(reason.contains("reconcile"), "status_reason: {reason:?}");
+    // The dead process's `create` entry is closed too.
+    let create: String = env
+        .admin_to(&format!("{}_auth", env.prefix))
+        .await
+        .query_one(
+            "SELECT status FROM operations WHERE tenant_id = $1 AND kind = 'create'",
+            &[&tenant.id],
+        )
+        .await
+        .expect("create operation")
+        .get(0);
+    assert_eq!(create, "failed", "{report}");
 
     let again = tenantd(
         &env,

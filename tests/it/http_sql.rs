@@ -366,3 +366,60 @@ async fn a_cancelled_request_discards_its_connection() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_function_changing_the_timeout_does_not_lift_it_for_later_requests() {
+    // One connection: every request below runs on the same pooled session.
+    let server = TestServer::start_with(&[
+        ("TENANTD_TENANT_MAX_CONNECTIONS", "1"),
+        ("TENANTD_SQL_TIMEOUT_MS", "300"),
+    ])
+    .await;
+    server.create_tenant("lifter", "pro").await;
+    let key = server.tenant_key("lifter").await;
+    let created = [
+        // A plain SET inside a function passes the guard (its first keyword
+        // is CREATE) and changes the session, not just the function call.
+        "CREATE FUNCTION lift() RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN SET statement_timeout = 0; RETURN current_setting('statement_timeout'); END $$",
+        // set_config under a name the guard does not see, and a search path
+        // that puts the tenant's own schema before pg_catalog.
+        "CREATE FUNCTION lift_by_config() RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN EXECUTE format('SELECT %s(%L, %L, false)', 'pg_catalog.set_' || 'config', 'statement_timeout', '0'); \
+         RETURN current_setting('statement_timeout'); END $$",
+        "CREATE FUNCTION shadow() RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN EXECUTE format('CREATE FUNCTION public.%I(text, text, boolean) RETURNS text LANGUAGE sql AS %L', \
+         'set_' || 'config', 'SELECT $2'); \
+         EXECUTE format('SELECT pg_catalog.%I(%L, %L, false)', 'set_' || 'config', 'search_path', 'public, pg_catalog'); \
+         SET statement_timeout = 0; RETURN current_setting('search_path'); END $$",
+    ];
+    for sql in created {
+        let (status, body) = server.sql(&key, sql, json!([])).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+    }
+    for lift in ["lift", "lift_by_config", "shadow"] {
+        let (status, body) = server
+            .sql(&key, &format!("SELECT {lift}()"), json!([]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{lift}: {body}");
+        let (status, body) = server
+            .sql(&key, "SELECT pg_sleep(2)::text", json!([]))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::REQUEST_TIMEOUT,
+            "after {lift}() a long statement must still be cut off: {body}"
+        );
+        check_problem(&body, status);
+        let (status, body) = server
+            .sql(
+                &key,
+                "SELECT current_setting('statement_timeout')",
+                json!([]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"][0], json!(["300ms"]), "after {lift}()");
+    }
+    server.stop().await;
+}

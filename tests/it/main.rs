@@ -22,3 +22,4 @@ mod lifecycle;
 mod logging;
 mod pool;
 mod provisioning;
+mod robustness;
