@@ -473,7 +473,8 @@ impl ForeignSessions {
 async fn a_shared_server_with_fewer_free_slots_than_the_budget_still_serves_every_tenant() {
     const TENANTS: usize = 16;
     const WORKERS: usize = 4;
-    let mut env = TestEnv::new();
+    // It leaves the server almost no free slot: it runs alone.
+    let mut env = TestEnv::exclusive();
     env.set("TENANTD_MAX_CONNECTIONS", "40")
         .set("TENANTD_TENANT_MAX_CONNECTIONS", "2")
         .set("TENANTD_ACQUIRE_TIMEOUT_MS", "3000");

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tenantd::{Orchestrator, Settings, TenantCode};
 use tokio_postgres::{Client, NoTls};
@@ -20,16 +21,42 @@ pub fn server_url() -> String {
 /// A secret used by every test.
 pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789";
 
+/// Tests share the server; a test that fills the server's connection slots
+/// on purpose has it alone (the others would be refused meanwhile).
+static SERVER: RwLock<()> = RwLock::new(());
+
+/// How a test holds the server: with the others, or alone.
+#[allow(dead_code)]
+enum ServerUse {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
 /// One test's private corner of the server.
 pub struct TestEnv {
     /// Prefix of every database and role this test creates.
     pub prefix: String,
     vars: HashMap<String, String>,
+    // Released after the cleanup in `Drop`.
+    _server: ServerUse,
 }
 
 impl TestEnv {
-    /// A new environment with a random prefix (`tdt_` + 8 hex digits).
+    /// A new environment with a random prefix (`tdt_` + 8 hex digits),
+    /// sharing the server with the other tests.
     pub fn new() -> Self {
+        let guard = SERVER.read().unwrap_or_else(PoisonError::into_inner);
+        Self::with(ServerUse::Shared(guard))
+    }
+
+    /// A new environment that has the server to itself: it waits for the
+    /// running tests to end, and the others wait for it.
+    pub fn exclusive() -> Self {
+        let guard = SERVER.write().unwrap_or_else(PoisonError::into_inner);
+        Self::with(ServerUse::Exclusive(guard))
+    }
+
+    fn with(server: ServerUse) -> Self {
         let prefix = format!("tdt_{:08x}", rand::random::<u32>());
         let vars = [
             ("DATABASE_URL", server_url()),
@@ -41,7 +68,11 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        Self { prefix, vars }
+        Self {
+            prefix,
+            vars,
+            _server: server,
+        }
     }
 
     /// Sets (or overrides) an environment variable of this test's settings.
