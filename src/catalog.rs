@@ -55,7 +55,7 @@ pub enum CatalogError {
     /// A text column holds a value tenantd does not know.
     #[error(transparent)]
     Unknown(#[from] UnknownValue),
-    /// A value to write breaks a field's limits (see [`crate::tenant::check_name`], …).
+    /// A value to write breaks a field's limits (see `crate::tenant::check_name`, …).
     #[error("{0}")]
     Invalid(#[source] TenantError),
     /// A column's stored value cannot be decoded (its type, or a JSON
@@ -91,7 +91,7 @@ impl From<PoolError> for CatalogError {
     }
 }
 
-/// Filters of [`Catalog::list`].
+/// Filters of `Catalog::list`.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
     /// Only tenants in this status.

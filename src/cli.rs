@@ -140,7 +140,7 @@ pub struct CodeArg {
 /// `tenantd tenant create`
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// The tenant's code: 2-40 chars, [a-z][a-z0-9_]*.
+    /// The tenant's code: 2-40 chars, [a-z]\[a-z0-9_\]*.
     pub code: TenantCode,
     /// Display name of the société.
     #[arg(long)]

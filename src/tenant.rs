@@ -41,7 +41,7 @@ pub enum TenantError {
     )]
     InvalidStatus(String),
     /// A free-text or JSON field the catalog cannot store as given (see
-    /// [`check_name`], [`check_settings`], …).
+    /// `check_name`, `check_settings`, …).
     #[error("{field}: {reason}")]
     InvalidField {
         /// The field (`name`, `settings`, …).
@@ -190,7 +190,7 @@ text_enum!(
 impl TenantStatus {
     /// Whether a tenant in this status still exists: every status but
     /// `deleted` and `failed` (a gone tenant's code can be reused). The
-    /// catalog's SQL says the same with [`crate::catalog`]'s `GONE_STATUSES`.
+    /// catalog's SQL says the same with `crate::catalog`'s `GONE_STATUSES`.
     pub fn is_live(self) -> bool {
         !matches!(self, Self::Deleted | Self::Failed)
     }
@@ -224,7 +224,7 @@ impl NewTenant {
     }
 
     /// Checks the free-text fields before they are stored: the name
-    /// ([`check_name`]) and the e-mail ([`check_email`]).
+    /// (`check_name`) and the e-mail (`check_email`).
     pub fn validate(&self) -> Result<(), TenantError> {
         check_name(&self.name)?;
         self.admin_email.as_deref().map_or(Ok(()), check_email)

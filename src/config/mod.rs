@@ -97,7 +97,7 @@ pub struct Settings {
     pub pool: PoolSettings,
 }
 
-/// Limits of the tenant connection pools (see [`crate::pool`]).
+/// Limits of the tenant connection pools (see `crate::pool`).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// The global budget of open tenant connections; `None`: a share of the

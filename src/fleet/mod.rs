@@ -7,11 +7,11 @@
 //! - [`Fleet::run`] migrates AUTH, SHARED, then the template (so tenants born
 //!   during the run are already at the new version), then the tenants with
 //!   bounded concurrency, under one catalog-wide advisory lock per run and the
-//!   per-database lock of [`crate::migrate::MigrationSet::apply`]. A tenant whose
+//!   per-database lock of `crate::migrate::MigrationSet::apply`. A tenant whose
 //!   migration fails keeps its previous version and is quarantined.
 //!
 //! This module decides what runs where and records it; it holds no SQL of
-//! the catalog (see [`crate::catalog`]) and prints nothing (see `cli`).
+//! the catalog (see `crate::catalog`) and prints nothing (see `cli`).
 
 mod report;
 mod run;

@@ -8,15 +8,15 @@
 //! requests in flight and closes the pools. Tests bind port 0 and talk HTTP
 //! to the real server.
 //!
-//! One file per resource: [`tenants`] (with its request forms,
-//! [`tenant_forms`], and the `Idempotency-Key` store, [`idempotency`]),
-//! [`api_keys`], [`sql`] (with its statement gate, [`sql_guard`], and the
-//! JSON ↔ PostgreSQL value mapping, [`sql_values`]), [`health`], [`metrics`],
-//! [`openapi`], [`migrations`] and [`operations`] (fleet runs in flight:
-//! [`runs`]). Around them: [`auth`] (who is calling), [`ratelimit`] (requests
-//! per tenant by plan), [`state`] (the handles every handler shares),
-//! [`error`] (every failure as problem+json), [`extract`] (rejections as
-//! problem+json) and [`serve`] (`tenantd serve`: signals, printing the
+//! One file per resource: `tenants` (with its request forms,
+//! `tenant_forms`, and the `Idempotency-Key` store, `idempotency`),
+//! `api_keys`, `sql` (with its statement gate, `sql_guard`, and the
+//! JSON ↔ PostgreSQL value mapping, `sql_values`), `health`, `metrics`,
+//! `openapi`, `migrations` and `operations` (fleet runs in flight:
+//! `runs`). Around them: `auth` (who is calling), `ratelimit` (requests
+//! per tenant by plan), `state` (the handles every handler shares),
+//! `error` (every failure as problem+json), `extract` (rejections as
+//! problem+json) and `serve` (`tenantd serve`: signals, printing the
 //! listen address).
 
 mod api_keys;

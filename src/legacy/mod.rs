@@ -9,17 +9,17 @@
 //!
 //! ## Layout
 //! - [`config`]: the TOML configuration file.
-//! - [`schema`]: tables, columns and foreign keys of a database.
-//! - [`graph`]: classification from the foreign-key graph; ownership paths.
+//! - `schema`: tables, columns and foreign keys of a database.
+//! - `graph`: classification from the foreign-key graph; ownership paths.
 //! - `fixture` (feature `testing`): a generated TopSteel-like monolith for tests and benchmarks.
 //!   (The run's record in AUTH — its tenants and copied units — is
-//!   [`crate::catalog::LegacyRun`], reached through the orchestrator.)
+//!   `crate::catalog::LegacyRun`, reached through the orchestrator.)
 //! - `context`: what one run shares between its steps (options, observer, copy context).
 //! - [`tools`]: pg_dump / pg_restore.
-//! - [`command`]: the `tenantd legacy …` command line.
-//! - [`infra`]: deployment objects a run may create (for rollback).
-//! - [`identity`]: users and memberships copied into AUTH.
-//! - [`backup`], [`audit`], [`clean`], [`check`], [`run`] (with [`fanout`] and [`copy`]),
+//! - `command`: the `tenantd legacy …` command line.
+//! - `infra`: deployment objects a run may create (for rollback).
+//! - `identity`: users and memberships copied into AUTH.
+//! - [`backup`], [`audit`], [`clean`], [`check`], [`run`] (with `fanout` and `copy`),
 //!   [`verify`], [`rollback`], [`baseline`]: the steps.
 
 pub mod audit;

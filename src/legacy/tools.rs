@@ -8,7 +8,7 @@ use tokio::process::Command;
 
 use super::LegacyError;
 
-/// The path of `program`, if any (see [`crate::devcluster`]'s search).
+/// The path of `program`, if any (see `crate::devcluster`'s search).
 pub async fn find(program: &str) -> Result<PathBuf, LegacyError> {
     crate::devcluster::find_program(program)
         .await

@@ -202,7 +202,7 @@ pub struct PoolStats {
     pub connect_failures: u64,
     /// Connection attempts the server refused for want of free slots (taken by
     /// other clients): each lowered the ceiling and made room, then was tried
-    /// again within the acquire timeout (also [`SERVER_REFUSALS`]).
+    /// again within the acquire timeout (also `SERVER_REFUSALS`).
     pub server_full_retries: u64,
     /// Connections being opened now.
     pub connects_in_flight: usize,

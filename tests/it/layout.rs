@@ -268,7 +268,7 @@ fn http_map_names_every_file() {
             continue;
         }
         assert!(
-            doc.contains(&format!("[`{name}`]")),
+            doc.contains(&format!("`{name}`")),
             "http/mod.rs's map does not name {name}.rs"
         );
     }
