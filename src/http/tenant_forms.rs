@@ -5,7 +5,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use crate::TenantConnection;
 use crate::catalog::TenantPatch;
 use crate::secret::sha256;
 use crate::tenant::{
@@ -181,36 +180,6 @@ impl ListQuery {
                     .map_err(|_| ApiError::bad_request("cursor: pass back a next_cursor value"))
             })
             .transpose()
-    }
-}
-
-/// How a backend connects to a tenant's database.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConnectionBody {
-    /// Server host.
-    pub host: String,
-    /// Server port.
-    pub port: u16,
-    /// The tenant's database.
-    pub database: String,
-    /// The tenant's role.
-    pub user: String,
-    /// The role's password.
-    pub password: String,
-    /// All of the above as a `postgres://` URL.
-    pub url: String,
-}
-
-impl From<TenantConnection> for ConnectionBody {
-    fn from(c: TenantConnection) -> Self {
-        Self {
-            host: c.host,
-            port: c.port,
-            database: c.database,
-            user: c.user,
-            password: c.password,
-            url: c.url,
-        }
     }
 }
 

@@ -18,9 +18,8 @@ use super::auth::{AdminCaller, Caller};
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::state::AppState;
-use super::tenant_forms::{
-    ConnectionBody, CreateTenant, ListQuery, PatchTenant, SuspendBody, tenant_code,
-};
+use super::tenant_forms::{CreateTenant, ListQuery, PatchTenant, SuspendBody, tenant_code};
+use crate::TenantConnection;
 use crate::provision::ProvisionPath;
 use crate::tenant::{Plan, Region, Tenant, TenantStatus};
 use crate::{TenantCode, TenantFilter};
@@ -300,7 +299,7 @@ async fn resume_tenant(
 #[utoipa::path(get, path = "/v1/tenants/{code}/connection", tag = "tenants",
     params(("code" = String, Path)), security(("bearer" = [])),
     responses(
-        (status = 200, description = "How to connect as the tenant's role", body = ConnectionBody),
+        (status = 200, description = "How to connect as the tenant's role", body = TenantConnection),
         (status = 403, description = "Another tenant's credentials", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -318,7 +317,7 @@ async fn tenant_connection(
         ));
     }
     let connection = state.orchestrator().tenant_connection(&code).await?;
-    let mut response = Json(ConnectionBody::from(connection)).into_response();
+    let mut response = Json(connection).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -67,7 +67,7 @@ impl InitReport {
 }
 
 /// Connection settings of one tenant, for backends that connect by themselves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantConnection {
     /// Server host.
     pub host: String,
@@ -79,7 +79,7 @@ pub struct TenantConnection {
     pub user: String,
     /// The role's password (derived, never stored).
     pub password: String,
-    /// The same as a URL.
+    /// All of the above as a `postgres://` URL.
     pub url: String,
 }
 
