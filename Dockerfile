@@ -18,12 +18,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # ---- runtime ---------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# ca-certificates only: tenantd talks to PostgreSQL over the network, so the
-# image carries no PostgreSQL binaries. DATABASE_URL must therefore be set (the
+# tenantd talks to PostgreSQL over the network; the image carries only the
+# PostgreSQL *client* programs: `legacy backup`, `legacy run` and `legacy
+# rollback` call pg_dump and pg_restore (found in /usr/lib/postgresql/15/bin).
+# Debian bookworm's postgresql-client-15 dumps servers up to PostgreSQL 15
+# (pg_dump refuses a newer server: for one, install its client from PGDG,
+# apt.postgresql.org). No server binaries: DATABASE_URL must be set (the
 # embedded dev cluster needs a local PostgreSQL installation).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/* \
+    && /usr/lib/postgresql/15/bin/pg_dump --version \
+    && /usr/lib/postgresql/15/bin/pg_restore --version
 
 RUN groupadd --system --gid 10001 tenantd \
     && useradd --system --uid 10001 --gid tenantd --home-dir /var/lib/tenantd \

@@ -40,7 +40,8 @@ use locks::{GLOBAL_LOCK_CLASS, TENANT_LOCK_CLASS};
 pub enum CatalogError {
     /// The AUTH database could not be reached.
     #[error(
-        "cannot reach the AUTH database: {0}; check DATABASE_URL and that `tenantd init` has run"
+        "cannot reach the AUTH database: {}; check DATABASE_URL and that `tenantd init` has run",
+        crate::pg_error::describe(.0)
     )]
     Unavailable(#[source] PoolError),
     /// A live tenant already has this code.

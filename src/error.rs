@@ -85,7 +85,10 @@ pub enum Error {
         retry_after: std::time::Duration,
     },
     /// An admin statement failed.
-    #[error("PostgreSQL refused an administrative statement: {0}")]
+    #[error(
+        "PostgreSQL refused an administrative statement: {}",
+        crate::pg_error::describe(.0)
+    )]
     Db(#[from] tokio_postgres::Error),
     /// A fleet migration run failed or left tenants failed.
     #[error(transparent)]
@@ -124,6 +127,129 @@ impl Classify for Error {
             Self::TenantUnavailable { .. } => ErrorKind::Conflict,
             Self::UnderMaintenance { .. } | Self::Connection { .. } | Self::Busy { .. } => {
                 ErrorKind::Unavailable
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::LegacyError;
+    use crate::migrate::SchemaSet;
+    use crate::pool::PoolError;
+    use refinery::error::WrapMigrationError;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MESSAGE: &str = "type \"year\" does not exist";
+    const DETAIL: &str = "the detail";
+    const HINT: &str = "the hint";
+
+    /// PostgreSQL's ErrorResponse message with a SQLSTATE, message, detail and hint.
+    fn error_response() -> Vec<u8> {
+        let mut fields = Vec::new();
+        for (tag, value) in [
+            (b'S', "ERROR"),
+            (b'V', "ERROR"),
+            (b'C', "42704"),
+            (b'M', MESSAGE),
+            (b'D', DETAIL),
+            (b'H', HINT),
+        ] {
+            fields.push(tag);
+            fields.extend(value.as_bytes());
+            fields.push(0);
+        }
+        fields.push(0);
+        let mut message = vec![b'E'];
+        message.extend(u32::try_from(fields.len() + 4).unwrap().to_be_bytes());
+        message.extend(fields);
+        message
+    }
+
+    /// A real driver error holding a PostgreSQL error (its `Display` is the
+    /// bare "db error"): a one-shot server answers the startup message with
+    /// an ErrorResponse, as PostgreSQL does for an unknown database.
+    async fn db_error() -> tokio_postgres::Error {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut length = [0; 4];
+            socket.read_exact(&mut length).await.unwrap();
+            let mut startup = vec![0; u32::from_be_bytes(length) as usize - 4];
+            socket.read_exact(&mut startup).await.unwrap();
+            socket.write_all(&error_response()).await.unwrap();
+        });
+        let url = format!("host=127.0.0.1 port={port} user=u dbname=d sslmode=disable");
+        let error = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(error.to_string(), "db error", "the driver's own Display");
+        error
+    }
+
+    fn refinery_error(source: tokio_postgres::Error) -> refinery::Error {
+        Err::<(), _>(source)
+            .migration_err("error applying migration V2__year", None)
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn no_error_type_displays_a_bare_db_error() {
+        let database = || "tdt_db".to_owned();
+        let shown = [
+            Error::Db(db_error().await).to_string(),
+            ProvisionError::Db(db_error().await).to_string(),
+            TemplateError::Db(db_error().await).to_string(),
+            CatalogError::Db(db_error().await).to_string(),
+            CatalogError::Unavailable(deadpool_postgres::PoolError::Backend(db_error().await))
+                .to_string(),
+            crate::notify::NotifyError::Db(db_error().await).to_string(),
+            MigrateError::Db {
+                database: database(),
+                source: db_error().await,
+            }
+            .to_string(),
+            MigrateError::Run {
+                set: SchemaSet::Tenant,
+                database: database(),
+                source: refinery_error(db_error().await),
+            }
+            .to_string(),
+            MigrateError::Outside {
+                set: SchemaSet::Tenant,
+                database: database(),
+                migration: "V2__year".to_owned(),
+                number: 1,
+                source: db_error().await,
+            }
+            .to_string(),
+            ServerError::Unreachable {
+                database: database(),
+                address: "127.0.0.1:1".to_owned(),
+                source: db_error().await,
+            }
+            .to_string(),
+            PoolError::Connect {
+                database: database(),
+                source: db_error().await,
+            }
+            .to_string(),
+            PoolError::Limits(db_error().await).to_string(),
+            LegacyError::Source {
+                database: database(),
+                source: db_error().await,
+            }
+            .to_string(),
+            LegacyError::db("read the source schema")(db_error().await).to_string(),
+            crate::pg_error::describe(&refinery_error(db_error().await)),
+        ];
+        for text in shown {
+            assert!(!text.contains("db error"), "{text}");
+            for part in [MESSAGE, DETAIL, HINT, "SQLSTATE 42704"] {
+                assert!(text.contains(part), "{part} missing from: {text}");
             }
         }
     }

@@ -6,18 +6,27 @@
 //! runners never apply one migration twice. Tenant databases (and the
 //! template) are migrated as [`TENANT_OBJECT_OWNER`] so that what is created
 //! belongs to whoever owns the database: the tenant's role.
+//!
+//! A migration whose leading comment lines include `-- tenantd:no-transaction`
+//! runs outside a transaction, statement by statement (see `no_transaction`
+//! for how, and for what a rerun does after one of its statements failed).
+//! Every error names the database, the set, the migration and PostgreSQL's
+//! own message ([`crate::pg_error::describe`]), never the driver's bare "db error".
 
 use crate::error_kind::{Classify, ErrorKind};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use refinery::{Migration, Runner};
+use refinery::{Migration, Runner, Target};
 use tokio_postgres::Client;
 
 use crate::ident::quote_ident;
+use crate::pg_error::describe;
 use crate::secret::sha256;
 
 mod history;
+mod no_transaction;
+mod statements;
 
 pub use history::{Drift, history_version, read_history};
 
@@ -71,7 +80,7 @@ pub enum MigrateError {
         set: SchemaSet,
     },
     /// A migration failed; the database stays at its previous version.
-    #[error("migrating {database} ({set}) failed: {source}")]
+    #[error("migrating {database} ({set}) failed: {}", describe(source))]
     Run {
         /// Which set.
         set: SchemaSet,
@@ -81,8 +90,41 @@ pub enum MigrateError {
         #[source]
         source: refinery::Error,
     },
+    /// A statement of a migration that runs outside a transaction failed:
+    /// the statements before it stay applied, the migration stays pending.
+    #[error(
+        "migrating {database} ({set}) failed: {migration} runs outside a transaction and its \
+         statement {number} failed: {}; the statements before it stay applied, and the next run \
+         starts {migration} again from its first statement (dropping first an invalid index a \
+         failed CONCURRENTLY build left)",
+        describe(source)
+    )]
+    Outside {
+        /// Which set.
+        set: SchemaSet,
+        /// The database.
+        database: String,
+        /// The migration (`V2__name`).
+        migration: String,
+        /// Which of its statements failed, from 1.
+        number: usize,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A migration marked to run outside a transaction could not be retried
+    /// after a failure as written.
+    #[error("migration {migration} of set {set} runs outside a transaction, but {reason}")]
+    Unretryable {
+        /// Which set.
+        set: SchemaSet,
+        /// The migration (`V2__name`).
+        migration: String,
+        /// What to change.
+        reason: String,
+    },
     /// A statement around the run (lock, role switch) failed.
-    #[error("migrating {database}: {source}")]
+    #[error("migrating {database}: {}", describe(source))]
     Db {
         /// The database.
         database: String,
@@ -95,11 +137,12 @@ pub enum MigrateError {
 impl Classify for MigrateError {
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::MissingSet { .. } | Self::Load { .. } | Self::Empty { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Self::MissingSet { .. }
+            | Self::Load { .. }
+            | Self::Empty { .. }
+            | Self::Unretryable { .. } => ErrorKind::InvalidInput,
             Self::Run { .. } => ErrorKind::Internal,
-            Self::Db { source, .. } => source.kind(),
+            Self::Outside { source, .. } | Self::Db { source, .. } => source.kind(),
         }
     }
 }
@@ -188,6 +231,9 @@ impl MigrationSet {
             return Err(MigrateError::Empty { set });
         }
         migrations.sort_by_key(Migration::version);
+        for migration in &migrations {
+            no_transaction::check(set, migration)?;
+        }
         let mut text = String::new();
         for m in &migrations {
             text.push_str(&format!("{}:{}:{}\n", m.version(), m.name(), m.checksum()));
@@ -267,27 +313,39 @@ impl MigrationSet {
                     source,
                 })?;
         }
-        let report = Runner::new(&self.migrations)
-            .set_abort_divergent(true)
-            .set_abort_missing(true)
-            .run_async(client)
-            .await;
+        let versions = self.run_pending(client, database).await;
         if run_as.is_some() {
             // Best effort: the connection is closed by the caller anyway.
             let _ = client.batch_execute("RESET ROLE").await;
         }
-        let report = report.map_err(|source| MigrateError::Run {
-            set: self.set,
-            database: database.to_owned(),
-            source,
-        })?;
-        let versions: Vec<i32> = report
+        let versions = versions?;
+        let current = self.current_version(client, database).await?;
+        Ok(Applied { versions, current })
+    }
+
+    /// One refinery run up to `target`; returns the versions it applied.
+    async fn run_refinery(
+        &self,
+        client: &mut Client,
+        database: &str,
+        target: Target,
+    ) -> Result<Vec<i32>, MigrateError> {
+        let report = Runner::new(&self.migrations)
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .set_target(target)
+            .run_async(client)
+            .await
+            .map_err(|source| MigrateError::Run {
+                set: self.set,
+                database: database.to_owned(),
+                source,
+            })?;
+        Ok(report
             .applied_migrations()
             .iter()
             .map(Migration::version)
-            .collect();
-        let current = self.current_version(client, database).await?;
-        Ok(Applied { versions, current })
+            .collect())
     }
 
     /// The newest version recorded in the database's migration history.

@@ -1,7 +1,8 @@
 //! PostgreSQL errors, in one place: how an error is described (with its
-//! whole chain and PostgreSQL's own message, detail, hint, position and
-//! SQLSTATE — the driver's `Display` alone says only "db error"), the
-//! SQLSTATE decisions tenantd takes, the one rule saying whether a failure is
+//! whole chain and PostgreSQL's own message, detail, hint, position, the
+//! objects it names and the SQLSTATE — the driver's `Display` alone says only
+//! "db error", and refinery's adds only the step it was at), the SQLSTATE
+//! decisions tenantd takes, the one rule saying whether a failure is
 //! [`is_transient`], and the [`Backoff`] every retry loop waits with.
 //!
 //! SQLSTATEs are `tokio_postgres`'s [`SqlState`] constants; this module adds
@@ -47,6 +48,9 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
         next = current.source();
         let part = if let Some(db) = current.downcast_ref::<DbError>() {
             describe_db(db)
+        } else if let Some(step) = refinery_step(current) {
+            // "`error applying migration V2__x`, `db error`": the step, then its cause.
+            step.to_owned()
         } else if current
             .downcast_ref::<PgError>()
             .is_some_and(|e| e.as_db_error().is_some())
@@ -54,7 +58,7 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
             // "db error": its source, the DbError, says it all.
             continue;
         } else {
-            current.to_string().replace('\n', " ")
+            without_bare_db_error(&current.to_string()).replace('\n', " ")
         };
         if !parts.iter().any(|p| p.contains(&part)) {
             parts.push(part);
@@ -63,8 +67,25 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// PostgreSQL's message on one line, with what the server added:
-/// `message (detail: …; hint: …; position: N; SQLSTATE 23505)`.
+/// A wrapper's text without the driver's "db error" it embeds (deadpool's
+/// "Error occurred while creating a new object: db error"): PostgreSQL's
+/// message follows in the chain.
+fn without_bare_db_error(text: &str) -> &str {
+    text.strip_suffix(": db error").unwrap_or(text)
+}
+
+/// What refinery was doing when the database failed (its error's `Display`
+/// is "`step`, `db error`"; the cause follows in the chain).
+fn refinery_step<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a str> {
+    match error.downcast_ref::<refinery::Error>()?.kind() {
+        refinery::error::Kind::Connection(step, _) => Some(step),
+        _ => None,
+    }
+}
+
+/// PostgreSQL's message on one line, with what the server added and the
+/// object concerned: `message (detail: …; hint: …; position: N; table:
+/// public.t; constraint: c; SQLSTATE 23505)`.
 pub fn describe_db(db: &DbError) -> String {
     let mut extras = Vec::new();
     if let Some(detail) = db.detail() {
@@ -76,8 +97,37 @@ pub fn describe_db(db: &DbError) -> String {
     if let Some(position) = db.position() {
         extras.push(format!("position: {}", position_of(position)));
     }
+    if let Some(context) = db.where_() {
+        extras.push(format!("context: {context}"));
+    }
+    extras.extend(objects(db));
     extras.push(format!("SQLSTATE {}", db.code().code()));
     format!("{} ({})", db.message(), extras.join("; ")).replace('\n', " ")
+}
+
+/// The objects PostgreSQL names beside its message (table, column, type, constraint).
+fn objects(db: &DbError) -> Vec<String> {
+    let qualified = |name: &str| match db.schema() {
+        Some(schema) => format!("{schema}.{name}"),
+        None => name.to_owned(),
+    };
+    let mut found = Vec::new();
+    if let Some(table) = db.table() {
+        found.push(format!("table: {}", qualified(table)));
+    }
+    if let Some(column) = db.column() {
+        found.push(format!("column: {column}"));
+    }
+    if let Some(datatype) = db.datatype() {
+        found.push(format!("type: {}", qualified(datatype)));
+    }
+    if let Some(constraint) = db.constraint() {
+        found.push(format!("constraint: {constraint}"));
+    }
+    if let (true, Some(schema)) = (found.is_empty(), db.schema()) {
+        found.push(format!("schema: {schema}"));
+    }
+    found
 }
 
 /// PostgreSQL's message with its hint only — what a caller is shown about

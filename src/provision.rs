@@ -69,7 +69,7 @@ pub enum ProvisionError {
     #[error(transparent)]
     Server(#[from] ServerError),
     /// A DDL statement failed.
-    #[error("PostgreSQL refused a life-cycle statement: {0}")]
+    #[error("PostgreSQL refused a life-cycle statement: {}", crate::pg_error::describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 

@@ -18,8 +18,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ServerError {
     /// The server did not accept a connection.
     #[error(
-        "cannot connect to PostgreSQL database {database:?} at {address}: {source}; \
-         check DATABASE_URL and that the server is running"
+        "cannot connect to PostgreSQL database {database:?} at {address}: {}; \
+         check DATABASE_URL and that the server is running",
+        crate::pg_error::describe(source)
     )]
     Unreachable {
         /// The database being opened.

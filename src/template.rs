@@ -33,7 +33,7 @@ pub enum TemplateError {
     #[error("building the template database failed: {0}")]
     Migrate(#[from] MigrateError),
     /// A DDL statement failed.
-    #[error("template upkeep failed: {0}")]
+    #[error("template upkeep failed: {}", crate::pg_error::describe(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 

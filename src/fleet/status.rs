@@ -241,7 +241,9 @@ impl Fleet {
     /// Reads the tenant's own history and records drift in `status`.
     async fn verify_tenant(&self, tenant: &Tenant, status: &mut TenantMigrationStatus) {
         let history = match self.server.connect(&tenant.database_name).await {
-            Ok(client) => read_history(&client).await.map_err(|e| e.to_string()),
+            Ok(client) => read_history(&client)
+                .await
+                .map_err(|e| crate::pg_error::describe(&e)),
             Err(e) => Err(e.to_string()),
         };
         let history = match history {

@@ -59,7 +59,8 @@ pub enum LegacyError {
     Config(#[from] ConfigFileError),
     /// The source monolith could not be reached.
     #[error(
-        "cannot connect to the source database {database:?}: {source}; check [source] url in the config"
+        "cannot connect to the source database {database:?}: {}; check [source] url in the config",
+        crate::pg_error::describe(source)
     )]
     Source {
         /// The source database.

@@ -97,7 +97,10 @@ pub enum PoolError {
         reason: String,
     },
     /// The tenant's database did not accept the connection.
-    #[error("cannot connect to tenant database {database:?}: {source}")]
+    #[error(
+        "cannot connect to tenant database {database:?}: {}",
+        crate::pg_error::describe(source)
+    )]
     Connect {
         /// The database.
         database: String,
@@ -110,8 +113,9 @@ pub enum PoolError {
     Lookup(Arc<CatalogError>),
     /// The server's connection limits could not be read.
     #[error(
-        "cannot read the server's max_connections to size the tenant budget: {0}; \
-         set TENANTD_MAX_CONNECTIONS"
+        "cannot read the server's max_connections to size the tenant budget: {}; \
+         set TENANTD_MAX_CONNECTIONS",
+        crate::pg_error::describe(.0)
     )]
     Limits(#[source] tokio_postgres::Error),
     /// The server could not be reached.

@@ -601,3 +601,277 @@ async fn a_quarantine_reaches_the_router_of_another_process_within_a_second() {
         }
     }
 }
+
+/// Indexes built concurrently: the migration runs outside a transaction.
+const CONCURRENT: &str = "-- Indexes the busy columns without blocking writes.\n\
+                          -- tenantd:no-transaction\n\
+                          CREATE INDEX CONCURRENTLY IF NOT EXISTS clients_vat_idx ON clients (vat_number);\n\
+                          CREATE INDEX CONCURRENTLY clients_name_idx ON public.clients (name);\n";
+/// An ordinary migration after it, run by refinery in its transaction.
+const AFTER_CONCURRENT: &str = "CREATE TABLE after_concurrent (n integer);\n";
+/// A unique index built concurrently: fails (leaving an INVALID index) where
+/// two clients share a VAT number.
+const UNIQUE_CONCURRENT: &str = "-- tenantd:no-transaction\n\
+                                 CREATE UNIQUE INDEX CONCURRENTLY clients_vat_unique ON clients (vat_number);\n";
+
+/// The `clients_*` indexes of a tenant database and whether each is valid.
+async fn indexes(env: &TestEnv, database: &str) -> Vec<(String, bool)> {
+    let client = env.admin_to(database).await;
+    let rows = client
+        .query(
+            "SELECT c.relname::text, i.indisvalid FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname IN ('clients_vat_idx', 'clients_name_idx', 'clients_vat_unique') \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+fn valid(names: &[&str]) -> Vec<(String, bool)> {
+    names.iter().map(|n| ((*n).to_owned(), true)).collect()
+}
+
+#[tokio::test]
+async fn a_concurrent_index_migration_reaches_the_template_and_every_tenant() {
+    let (env, dir) = env_with_dir();
+    let v1 = env.orchestrator().await;
+    let all = codes(4);
+    create_tenants(&v1, &env, &all).await;
+    drop(v1);
+    dir.add_tenant("V50__concurrent_indexes.sql", CONCURRENT);
+    dir.add_tenant("V51__after_concurrent.sql", AFTER_CONCURRENT);
+    let v2 = Orchestrator::connect(env.settings()).await.unwrap();
+    let summary = v2
+        .fleet()
+        .run(&options(2), &ProgressTracker::default())
+        .await
+        .unwrap();
+    if let Some(code) = summary.failed.first() {
+        let failed = v2.tenant(code).await.unwrap();
+        panic!("{code} failed: {:?}", failed.migration_error);
+    }
+    assert_eq!(summary.tenants.migrated, 4, "{summary:?}");
+    let both = valid(&["clients_name_idx", "clients_vat_idx"]);
+    for code in &all {
+        assert_eq!(history(&env, code).await, vec![1, 50, 51], "{code}");
+        let database = format!("{}_{code}", env.prefix);
+        assert_eq!(indexes(&env, &database).await, both, "{code}");
+        assert_eq!(version(&v2, &env.code(code)).await, Some(51));
+    }
+    let born = v2
+        .create_tenant(NewTenant::new(env.code("zborn"), "Born from the template"))
+        .await
+        .unwrap();
+    assert_eq!(born.schema_version, Some(51), "the template was migrated");
+    assert_eq!(history(&env, "zborn").await, vec![1, 50, 51]);
+    let database = format!("{}_zborn", env.prefix);
+    assert_eq!(indexes(&env, &database).await, both);
+    let again = v2
+        .fleet()
+        .run(&options(2), &ProgressTracker::default())
+        .await
+        .unwrap();
+    assert_eq!((again.tenants.current, again.tenants.migrated), (5, 0));
+}
+
+#[tokio::test]
+async fn a_failed_concurrent_build_leaves_an_invalid_index_that_the_next_run_rebuilds() {
+    let (env, dir) = env_with_dir();
+    let v1 = env.orchestrator().await;
+    create_tenants(&v1, &env, &codes(2)).await;
+    insert_duplicate_vat(&env, "t01").await;
+    drop(v1);
+    dir.add_tenant("V50__vat_unique.sql", UNIQUE_CONCURRENT);
+    let v2 = Orchestrator::connect(env.settings()).await.unwrap();
+    let opts = RunOptions {
+        continue_on_error: true,
+        ..options(2)
+    };
+    let summary = v2
+        .fleet()
+        .run(&opts, &ProgressTracker::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.failed, vec![env.code("t01")], "{summary:?}");
+    assert_eq!(history(&env, "t00").await, vec![1, 50]);
+    let t00 = format!("{}_t00", env.prefix);
+    assert_eq!(indexes(&env, &t00).await, valid(&["clients_vat_unique"]));
+
+    let bad = v2.tenant(&env.code("t01")).await.unwrap();
+    assert_eq!(bad.schema_version, Some(1));
+    let error = bad.migration_error.unwrap();
+    for part in [
+        "V50__vat_unique",
+        "outside a transaction",
+        "could not create unique index \"clients_vat_unique\"",
+        "Key (vat_number)=(FR1) is duplicated",
+        "SQLSTATE 23505",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from: {error}");
+    }
+    assert!(!error.contains("db error"), "{error}");
+    assert_eq!(history(&env, "t01").await, vec![1], "not recorded");
+    let t01 = format!("{}_t01", env.prefix);
+    assert_eq!(
+        indexes(&env, &t01).await,
+        vec![("clients_vat_unique".to_owned(), false)],
+        "the failed build left an invalid index"
+    );
+
+    env.admin_to(&t01)
+        .await
+        .batch_execute("DELETE FROM clients WHERE code = 'B'")
+        .await
+        .unwrap();
+    let rerun = v2
+        .fleet()
+        .run(&options(2), &ProgressTracker::default())
+        .await
+        .unwrap();
+    assert!(
+        rerun.failed.is_empty(),
+        "{:?}",
+        v2.tenant(&env.code("t01")).await
+    );
+    assert_eq!(rerun.tenants.migrated, 1, "{rerun:?}");
+    assert_eq!(history(&env, "t01").await, vec![1, 50]);
+    assert_eq!(
+        indexes(&env, &t01).await,
+        valid(&["clients_vat_unique"]),
+        "the invalid index was dropped and rebuilt"
+    );
+    let tenant = v2.tenant(&env.code("t01")).await.unwrap();
+    assert_eq!(tenant.schema_version, Some(50));
+    assert!(!tenant.quarantined && tenant.migration_error.is_none());
+}
+
+#[tokio::test]
+async fn an_unnamed_concurrent_index_is_refused_when_the_set_loads() {
+    let (env, dir) = env_with_dir();
+    dir.add_tenant(
+        "V50__unnamed.sql",
+        "-- tenantd:no-transaction\nCREATE INDEX CONCURRENTLY ON clients (name);\n",
+    );
+    let refused = Orchestrator::connect(env.settings()).await.err().unwrap();
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput);
+    let text = refused.to_string();
+    assert!(text.contains("V50__unnamed"), "{text}");
+    assert!(text.contains("without naming it"), "{text}");
+}
+
+#[tokio::test]
+async fn no_transaction_migrations_run_on_auth_and_shared() {
+    let (env, dir) = env_with_dir();
+    drop(env.orchestrator().await);
+    let root = Path::new(dir.path());
+    std::fs::write(
+        root.join("auth/V90__concurrent.sql"),
+        "-- tenantd:no-transaction\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS operations_started_idx ON operations (started_at);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("shared/V90__concurrent.sql"),
+        "-- tenantd:no-transaction\n\
+         CREATE INDEX CONCURRENTLY units_name_idx ON units (name);\n\
+         VACUUM units;\n",
+    )
+    .unwrap();
+    let orchestrator = Orchestrator::connect(env.settings()).await.unwrap();
+    let opts = RunOptions {
+        sets: SetChoice::All,
+        ..options(2)
+    };
+    let summary = orchestrator
+        .fleet()
+        .run(&opts, &ProgressTracker::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.databases.len(), 2, "{summary:?}");
+    for (database, index) in [
+        ("auth", "operations_started_idx"),
+        ("shared", "units_name_idx"),
+    ] {
+        let client = env.admin_to(&format!("{}_{database}", env.prefix)).await;
+        let valid: bool = client
+            .query_one(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE c.relname = $1",
+                &[&index],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(valid, "{database}: {index}");
+        let latest: i32 = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(latest, 90, "{database}");
+    }
+}
+
+/// A migration PostgreSQL refuses: `year` is no type.
+const FISCAL_YEAR: &str = "ALTER TABLE clients ADD COLUMN fiscal year;\n";
+
+/// Standard output and error of a command, as one text.
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn the_cli_names_postgresql_s_message_for_a_failing_migration() {
+    let (env, dir) = env_with_dir();
+    let v1 = env.orchestrator().await;
+    create_tenants(&v1, &env, &codes(1)).await;
+    drop(v1);
+
+    // The tenant set fails on the template, before any tenant.
+    dir.add_tenant("V50__fiscal_year.sql", FISCAL_YEAR);
+    let out = env.command().args(["migrate", "run"]).output().unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    for part in [
+        "building the template database failed",
+        "(tenant) failed",
+        "V50__fiscal_year",
+        "type \"year\" does not exist",
+        "SQLSTATE 42704",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    assert!(!text.contains("db error"), "{text}");
+    assert_eq!(history(&env, "t00").await, vec![1]);
+    std::fs::remove_file(Path::new(dir.path()).join("tenant/V50__fiscal_year.sql")).unwrap();
+
+    // SHARED's failure is the command's own error.
+    std::fs::write(
+        Path::new(dir.path()).join("shared/V90__fiscal_year.sql"),
+        "ALTER TABLE units ADD COLUMN fiscal year;\n",
+    )
+    .unwrap();
+    let out = env
+        .command()
+        .args(["migrate", "run", "--set", "shared"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for part in [
+        "(shared) failed",
+        "V90__fiscal_year",
+        "type \"year\" does not exist",
+        "SQLSTATE 42704",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing from: {stderr}");
+    }
+    assert!(!stderr.contains("db error"), "{stderr}");
+}

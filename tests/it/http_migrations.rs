@@ -248,3 +248,48 @@ async fn refusals(server: &TestServer, tenant_key: &str, location: &str) {
         .await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn a_failed_migration_over_http_names_postgresql_s_message() {
+    let dir = migrations_copy();
+    let path = dir.path().to_str().unwrap();
+    let mut server = TestServer::start_with(&[("TENANTD_MIGRATIONS_DIR", path)]).await;
+    server.create_tenant("alpha", "pro").await;
+    server
+        .env
+        .admin_to(&format!("{}_alpha", server.env.prefix))
+        .await
+        .batch_execute("INSERT INTO clients (code, name, currency) VALUES ('A', 'A', 'EUR')")
+        .await
+        .unwrap();
+    // Fails where clients exist: in alpha, not in the (empty) template.
+    std::fs::write(
+        dir.path().join("tenant/V50__fiscal_year.sql"),
+        "DO $$ BEGIN IF EXISTS (SELECT FROM clients) THEN \
+         EXECUTE 'ALTER TABLE clients ADD COLUMN fiscal year'; END IF; END $$;\n",
+    )
+    .unwrap();
+    server.restart().await;
+
+    let (location, _) = start_run(&server, json!({ "sets": "tenant" })).await;
+    let done = wait_for(&server, &location).await;
+    let results = done["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{done}");
+    assert_eq!(results[0]["outcome"], "failed", "{done}");
+    let error = results[0]["error"].as_str().expect("the tenant's error");
+    for part in [
+        "V50__fiscal_year",
+        "type \"year\" does not exist",
+        "SQLSTATE 42704",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from: {error}");
+    }
+    assert!(!error.contains("db error"), "{error}");
+    let (status, fleet) = server.admin(Method::GET, "/v1/migrations", None).await;
+    assert_eq!(status, StatusCode::OK, "{fleet}");
+    let recorded = fleet["tenants"][0]["migration_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(recorded.contains("type \"year\" does not exist"), "{fleet}");
+    server.stop().await;
+}

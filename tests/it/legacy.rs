@@ -495,3 +495,24 @@ async fn baseline_migrations_carry_a_split() {
     let verified = verify::verify(&orchestrator, &legacy.config).await.unwrap();
     assert!(verified.ok(), "{}", verified.text());
 }
+
+#[tokio::test]
+async fn check_names_postgresql_s_message_when_the_source_is_missing() {
+    use tenantd::legacy::check;
+    let env = TestEnv::new();
+    let legacy = legacy(&env).await;
+    let orchestrator = orchestrator(&env).await;
+    let mut config = legacy.config.clone();
+    let missing = format!("{}_no_monolith", env.prefix);
+    config.source.url = source_url(&env).replace("_monolith", "_no_monolith");
+    let report = check::check(&orchestrator, &config).await.unwrap();
+    assert!(!report.ok());
+    let text = report.text();
+    assert!(text.contains("FAIL source"), "{text}");
+    assert!(
+        text.contains(&format!("database \"{missing}\" does not exist")),
+        "{text}"
+    );
+    assert!(text.contains("SQLSTATE 3D000"), "{text}");
+    assert!(!text.contains("db error"), "{text}");
+}
