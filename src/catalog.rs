@@ -61,7 +61,10 @@ pub enum CatalogError {
     Invalid(#[source] TenantError),
     /// A column's stored value cannot be decoded (its type, or a JSON
     /// document `serde_json` cannot read back).
-    #[error("cannot read {column} of {of} from the catalog: {source}")]
+    #[error(
+        "cannot read {column} of {of} from the catalog: {}",
+        crate::pg_error::describe(source)
+    )]
     Unreadable {
         /// The column.
         column: &'static str,

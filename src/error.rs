@@ -196,6 +196,52 @@ mod tests {
             .unwrap_err()
     }
 
+    /// The `.rs` files under `dir`, recursively.
+    fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(rust_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    /// Read from the sources, so that a new variant cannot slip by: every
+    /// `#[error]` of a variant holding a driver or refinery error shows it
+    /// through `pg_error::describe` (or is `transparent`, or carries the
+    /// description in a `message` field).
+    #[test]
+    fn every_error_holding_a_driver_error_displays_it_through_describe() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        for file in rust_files(&src) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for attribute in text.split("#[error(").skip(1) {
+                let end = ["\n    ///", "\n}"]
+                    .iter()
+                    .filter_map(|e| attribute.find(e))
+                    .min()
+                    .unwrap_or(attribute.len());
+                let variant = &attribute[..end];
+                let holds = ["tokio_postgres::Error", "refinery::Error", "PgError"]
+                    .iter()
+                    .any(|t| variant.contains(t));
+                let shown = variant.contains("describe(")
+                    || variant.starts_with("transparent")
+                    || variant.contains("message: String");
+                if holds && !shown {
+                    let first = variant.lines().next().unwrap_or_default();
+                    offenders.push(format!("{}: #[error({first}", file.display()));
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "bare driver errors: {offenders:#?}");
+    }
+
     #[tokio::test]
     async fn no_error_type_displays_a_bare_db_error() {
         let database = || "tdt_db".to_owned();

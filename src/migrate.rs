@@ -63,7 +63,11 @@ pub enum MigrateError {
         path: PathBuf,
     },
     /// A file could not be read or parsed.
-    #[error("cannot load migration set {set} from {}: {source}", path.display())]
+    #[error(
+        "cannot load migration set {set} from {}: {}",
+        path.display(),
+        describe(source)
+    )]
     Load {
         /// Which set.
         set: SchemaSet,

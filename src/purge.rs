@@ -32,7 +32,10 @@ pub async fn purge_prefix(admin: &Client, prefix: &str) -> Result<Purged, tokio_
         let name: String = row.get(0);
         match crate::template::drop_database(admin, &name).await {
             Ok(()) => purged.databases += 1,
-            Err(e) => purged.failures.push(format!("database {name}: {e}")),
+            Err(e) => purged.failures.push(format!(
+                "database {name}: {}",
+                crate::pg_error::describe(&e)
+            )),
         }
     }
     for row in admin.query(ROLES, &[&pattern]).await? {
@@ -42,7 +45,9 @@ pub async fn purge_prefix(admin: &Client, prefix: &str) -> Result<Purged, tokio_
             .await
         {
             Ok(()) => purged.roles += 1,
-            Err(e) => purged.failures.push(format!("role {name}: {e}")),
+            Err(e) => purged
+                .failures
+                .push(format!("role {name}: {}", crate::pg_error::describe(&e))),
         }
     }
     Ok(purged)

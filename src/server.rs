@@ -184,6 +184,7 @@ pub async fn connect(config: &Config) -> Result<Client, ServerError> {
             })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
+            let error = crate::pg_error::describe(&error);
             tracing::debug!(%error, "PostgreSQL connection ended with an error");
         }
     });
