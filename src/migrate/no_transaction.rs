@@ -18,12 +18,15 @@
 //! that name on that table is dropped (`DROP INDEX CONCURRENTLY`), so the
 //! retry rebuilds it instead of failing on the name or keeping an unusable
 //! index. An index built concurrently must therefore be named: an unnamed
-//! one is refused when the set is loaded.
+//! one is refused when the set is loaded, and so is a `BEGIN ATOMIC`
+//! function body (its inner `;` cannot be told from a statement's end).
 
 use refinery::{Migration, Target};
 use tokio_postgres::Client;
 
-use super::statements::{ConcurrentIndex, IndexStatement, concurrent_index, split};
+use super::statements::{
+    ConcurrentIndex, IndexStatement, concurrent_index, has_atomic_body, split,
+};
 use super::{MigrateError, MigrationSet};
 use crate::ident::quote_ident;
 
@@ -59,18 +62,26 @@ pub(super) fn check(set: super::SchemaSet, migration: &Migration) -> Result<(), 
         return Ok(());
     }
     let sql = migration.sql().unwrap_or_default();
+    let refuse = |reason: String| MigrateError::Unretryable {
+        set,
+        migration: migration.to_string(),
+        reason,
+    };
+    if has_atomic_body(sql) {
+        return Err(refuse(
+            "it holds a BEGIN ATOMIC function body, whose statements tenantd cannot tell \
+             from the migration's own; define the function in an ordinary migration"
+                .to_owned(),
+        ));
+    }
     for (number, statement) in split(sql).into_iter().enumerate() {
         if concurrent_index(statement) == IndexStatement::Unnamed {
-            return Err(MigrateError::Unretryable {
-                set,
-                migration: migration.to_string(),
-                reason: format!(
-                    "its statement {} builds an index CONCURRENTLY without naming it; \
-                     name the index, so that the invalid index a failed build leaves can be \
-                     found, dropped and rebuilt by the next run",
-                    number + 1
-                ),
-            });
+            return Err(refuse(format!(
+                "its statement {} builds an index CONCURRENTLY without naming it; \
+                 name the index, so that the invalid index a failed build leaves can be \
+                 found, dropped and rebuilt by the next run",
+                number + 1
+            )));
         }
     }
     Ok(())

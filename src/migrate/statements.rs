@@ -185,6 +185,14 @@ fn tokens(text: &str) -> Vec<Token> {
     found
 }
 
+/// Whether `sql` holds a SQL-standard function body (`BEGIN ATOMIC … END`),
+/// whose inner `;` [`split`] cannot tell from a statement's end.
+pub fn has_atomic_body(sql: &str) -> bool {
+    tokens(sql)
+        .windows(2)
+        .any(|pair| pair[0].is_keyword("begin") && pair[1].is_keyword("atomic"))
+}
+
 /// Whether `statement` builds an index concurrently, and under which name.
 pub fn concurrent_index(statement: &str) -> IndexStatement {
     let tokens = tokens(statement);
@@ -244,6 +252,16 @@ mod tests {
         assert!(statements[1].ends_with("\"we;ird\")"));
         assert!(statements[2].ends_with("$body$ SELECT 1; $body$"));
         assert_eq!(statements[3], "DO $$ BEGIN PERFORM 1; END $$");
+    }
+
+    #[test]
+    fn finds_sql_standard_function_bodies() {
+        assert!(has_atomic_body(
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC SELECT 1; END;"
+        ));
+        assert!(!has_atomic_body(
+            "-- begin atomic\nSELECT 'begin atomic'; BEGIN; COMMIT;"
+        ));
     }
 
     #[test]
