@@ -145,6 +145,10 @@ impl Classify for MigrateError {
             | Self::Load { .. }
             | Self::Empty { .. }
             | Self::Unretryable { .. } => ErrorKind::InvalidInput,
+            // A connection lost mid-run is a passing failure, like anywhere else.
+            Self::Run { source, .. } if crate::pg_error::chain_is_transient(source) => {
+                ErrorKind::Unavailable
+            }
             Self::Run { .. } => ErrorKind::Internal,
             Self::Outside { source, .. } | Self::Db { source, .. } => source.kind(),
         }
