@@ -98,7 +98,7 @@ pub use pool::{PoolStats, TenantClient, TenantConnections, WaitBucket, WaitHisto
 #[cfg(feature = "testing")]
 pub use provision::CrashPoint;
 pub use provision::{ProvisionError, ProvisionPath};
-pub use reconcile::ReconcileReport;
+pub use reconcile::{BrokenTenant, DriftRepair, ReconcileReport};
 pub use server::ServerError;
 pub use template::TemplateError;
 pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};
