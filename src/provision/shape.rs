@@ -252,3 +252,25 @@ async fn password_matches(
     .await
     .unwrap_or(false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_every_name() {
+        let shape = Shape {
+            connection_limit: 20,
+        };
+        assert_eq!(
+            shape.create_role_sql("t_a\"b", "p'w", "t__shared_reader"),
+            "CREATE ROLE \"t_a\"\"b\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+             NOBYPASSRLS CONNECTION LIMIT 20 PASSWORD 'p''w' IN ROLE \"t__shared_reader\""
+        );
+        assert_eq!(
+            reset_role_settings("\"r\"", &[None, Some("d\"b".to_owned())]),
+            "ALTER ROLE \"r\" RESET ALL;ALTER ROLE \"r\" IN DATABASE \"d\"\"b\" RESET ALL;"
+        );
+        assert_eq!(Drift::RolePassword.to_string(), "role password");
+    }
+}
