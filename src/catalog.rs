@@ -123,7 +123,7 @@ pub struct Catalog {
 const GONE_STATUSES: &str = "('deleted', 'failed')";
 
 const TENANT_COLUMNS: &str = "id, code, name, region, plan, status, status_reason, admin_email, \
-     settings, database_name, schema_version, created_at, updated_at, quarantined, migration_error";
+     settings, database_name, schema_version, created_at, updated_at, quarantined, migration_error, password_generation";
 
 impl Catalog {
     /// A catalog over a pool of AUTH connections.
@@ -254,6 +254,16 @@ impl Catalog {
         );
         let rows = self.client().await?.query(&sql, &[]).await?;
         rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// Bumps a live tenant's password generation; `None` if it is gone.
+    pub async fn bump_password_generation(&self, id: Uuid) -> Result<Option<Tenant>, CatalogError> {
+        let sql = format!(
+            "UPDATE tenants SET password_generation = password_generation + 1, updated_at = now() \
+             WHERE id = $1 AND status NOT IN {GONE_STATUSES} RETURNING {TENANT_COLUMNS}"
+        );
+        let row = self.client().await?.query_opt(&sql, &[&id]).await?;
+        row.as_ref().map(tenant_from_row).transpose()
     }
 
     /// Moves a tenant to `status` with an optional reason.
@@ -492,6 +502,7 @@ fn tenant_from_row(row: &Row) -> Result<Tenant, CatalogError> {
         schema_version: r.get("schema_version")?,
         quarantined: r.get("quarantined")?,
         migration_error: r.get("migration_error")?,
+        password_generation: r.get("password_generation")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
         code,

@@ -128,6 +128,10 @@ pub enum TenantCommand {
     },
     /// Print the tenant's connection URL (its own role; --json for the parts).
     Url(CodeArg),
+    /// Give the tenant's role a new password (the next generation of its
+    /// derivation) and end every session opened with the old one; tenantd's
+    /// pools reconnect with the new one. `tenant url` prints it.
+    RotatePassword(CodeArg),
 }
 
 /// A tenant code argument.
@@ -308,11 +312,27 @@ async fn dispatch(
                     }
                 )
             };
+            let text = match report.revoke_statement() {
+                Some(revoke) => format!(
+                    "{text}\nwarning: every tenant role may connect to {:?} (CONNECT granted to \
+                     PUBLIC); to close them, run as an administrator: {revoke}",
+                    report.open_to_public
+                ),
+                None => text,
+            };
             Ok(print(json, &report, &text)?)
         }
         Command::Reconcile => {
             let report = orchestrator.reconcile().await?;
-            Ok(print(json, &report, &report.to_string())?)
+            print(json, &report, &report.to_string())?;
+            if report.broken.is_empty() {
+                return Ok(());
+            }
+            let broken = report.broken.into_iter().map(|b| (b.code, b.error));
+            Err(Error::from(crate::provision::ProvisionError::Unrepaired(
+                broken.collect(),
+            ))
+            .into())
         }
         Command::Tenant(command) => Ok(tenant(orchestrator, command, json).await?),
         Command::Legacy(command) => {
@@ -399,6 +419,14 @@ async fn tenant(
         TenantCommand::Url(CodeArg { code }) => {
             let connection = orchestrator.tenant_connection(&code).await?;
             print(json, &connection, &connection.url)
+        }
+        TenantCommand::RotatePassword(CodeArg { code }) => {
+            let tenant = orchestrator.rotate_tenant_password_as(&code, "cli").await?;
+            let text = format!(
+                "rotated the password of tenant {code} (generation {}); its old sessions were ended",
+                tenant.password_generation
+            );
+            print(json, &tenant, &text)
         }
     }
 }

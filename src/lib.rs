@@ -98,7 +98,11 @@ pub use pool::{PoolStats, TenantClient, TenantConnections, WaitBucket, WaitHisto
 #[cfg(feature = "testing")]
 pub use provision::CrashPoint;
 pub use provision::{ProvisionError, ProvisionPath};
-pub use reconcile::ReconcileReport;
+pub use reconcile::{BrokenTenant, DriftRepair, ReconcileReport};
+/// Whether a role's stored password verifier accepts a password (tests
+/// check rotations on servers that trust local connections).
+#[cfg(feature = "testing")]
+pub use secret::verifier_matches;
 pub use server::ServerError;
 pub use template::TemplateError;
 pub use tenant::{NewTenant, Plan, Region, Tenant, TenantCode, TenantError, TenantStatus};

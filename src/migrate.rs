@@ -3,9 +3,11 @@
 //! Sets are built in (embedded at compile time from `migrations/`) or read at
 //! run time from `TENANTD_MIGRATIONS_DIR`. Refinery takes no lock, so every
 //! run holds a PostgreSQL advisory lock in the database it migrates: two
-//! runners never apply one migration twice. Tenant databases (and the
-//! template) are migrated as [`TENANT_OBJECT_OWNER`] so that what is created
-//! belongs to whoever owns the database: the tenant's role.
+//! runners never apply one migration twice. Tenant databases are migrated
+//! as the tenant's role and the template as the template owner (`SET ROLE`,
+//! the `run_as` of [`MigrationSet::apply`]), so what a migration creates
+//! belongs to the tenant — never to the database's owner, tenantd's admin
+//! role (see `provision::shape`).
 //!
 //! A migration whose leading comment lines include `-- tenantd:no-transaction`
 //! runs outside a transaction, statement by statement (see `no_transaction`
@@ -39,12 +41,6 @@ mod embedded_shared {
 mod embedded_tenant {
     refinery::embed_migrations!("migrations/tenant");
 }
-
-/// The role tenant migrations run as (`SET ROLE`): PostgreSQL's implicit
-/// `pg_database_owner`, whose only member is the database's owner. Objects it
-/// creates in the template belong, in every clone, to that clone's tenant —
-/// so a cloned schema and a migrated one are identical, ownership included.
-pub const TENANT_OBJECT_OWNER: &str = "pg_database_owner";
 
 /// Advisory-lock key (first half) held while migrating a database.
 const MIGRATION_LOCK_CLASS: i32 = 0x7E4A_0002;

@@ -50,14 +50,29 @@ impl Names {
         format!("{}__shared_reader", self.prefix)
     }
 
-    /// The sealed template of the tenant migration set with this fingerprint.
-    pub fn template(&self, fingerprint: &str) -> String {
-        format!("{}{}", self.template_prefix(), fingerprint)
+    /// The NOLOGIN role that owns every object of the template database; a
+    /// clone hands them to its tenant's role (`REASSIGN OWNED`).
+    pub fn template_owner(&self) -> String {
+        format!("{}__template_owner", self.prefix)
     }
 
-    /// Common prefix of every template name.
+    /// The sealed template of the tenant migration set with this fingerprint.
+    pub fn template(&self, fingerprint: &str) -> String {
+        format!("{}{}", self.template_scheme_prefix(), fingerprint)
+    }
+
+    /// Common prefix of every template name, of any ownership scheme (what
+    /// upkeep drops when stale).
     pub fn template_prefix(&self) -> String {
         format!("{}__tpl_", self.prefix)
+    }
+
+    /// Common prefix of the templates of the current ownership scheme (objects
+    /// owned by [`Names::template_owner`]): only these may be cloned or built
+    /// upon. Templates of the former scheme (`<prefix>__tpl_<fp>`, objects
+    /// owned by `pg_database_owner`) are rebuilt, then dropped as stale.
+    pub fn template_scheme_prefix(&self) -> String {
+        format!("{}__tpl_o2_", self.prefix)
     }
 
     /// The private name a template is built under before it is sealed.
@@ -82,6 +97,7 @@ mod tests {
         assert_eq!(names.tenant_db(&code), "tenantd_acme");
         for private in [
             names.shared_reader(),
+            names.template_owner(),
             names.template_build("0123456789abcdef"),
             names.template("0123456789abcdef"),
         ] {
@@ -89,5 +105,8 @@ mod tests {
             assert!(TenantCode::parse(suffix).is_err(), "{private}");
             assert!(private.len() <= 63);
         }
+        let template = names.template("0123456789abcdef");
+        assert!(template.starts_with(&names.template_scheme_prefix()));
+        assert!(template.starts_with(&names.template_prefix()));
     }
 }

@@ -226,6 +226,11 @@ pub fn is_object_in_use(error: &PgError) -> bool {
     has_state(error, &SqlState::OBJECT_IN_USE)
 }
 
+/// `42501`: the role lacks the privilege (or ownership) the statement needs.
+pub fn is_insufficient_privilege(error: &PgError) -> bool {
+    has_state(error, &SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
 /// `57014`: the statement was cancelled (statement timeout or a cancel request).
 pub fn is_query_canceled(error: &PgError) -> bool {
     has_state(error, &SqlState::QUERY_CANCELED)

@@ -6,6 +6,13 @@
 //! marked `deleted` only *after* they are gone — so an interrupted step always
 //! leaves a row that [`crate::reconcile`] can finish or undo. This module does
 //! not decide when to reconcile, and never touches another tenant's objects.
+//!
+//! What a tenant's database and role must look like so that the tenant
+//! cannot change what tenantd relies on is stated in [`shape`].
+
+mod adopt;
+mod rotate;
+pub(crate) mod shape;
 
 use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
@@ -14,8 +21,8 @@ use deadpool_postgres::{Object, Pool};
 use serde_json::json;
 
 use crate::catalog::{Catalog, CatalogError, CatalogLock, OperationKind};
-use crate::ident::{quote_ident, quote_literal};
-use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
+use crate::ident::quote_ident;
+use crate::migrate::{MigrateError, MigrationSet};
 use crate::names::Names;
 use crate::secret::MasterSecret;
 use crate::server::{Server, ServerError};
@@ -71,6 +78,9 @@ pub enum ProvisionError {
     /// A DDL statement failed.
     #[error("PostgreSQL refused a life-cycle statement: {}", crate::pg_error::describe(.0))]
     Db(#[from] tokio_postgres::Error),
+    /// `reconcile` could not repair these tenants (it repaired the others).
+    #[error("reconcile could not repair {}: {}", .0.len(), .0.iter().map(|(c, e)| format!("{c} ({e})")).collect::<Vec<_>>().join("; "))]
+    Unrepaired(Vec<(TenantCode, String)>),
 }
 
 impl Classify for ProvisionError {
@@ -86,6 +96,7 @@ impl Classify for ProvisionError {
             Self::Migrate(e) => e.kind(),
             Self::Server(e) => e.kind(),
             Self::Db(e) => e.kind(),
+            Self::Unrepaired(_) => ErrorKind::Internal,
         }
     }
 }
@@ -137,6 +148,7 @@ pub struct Provisioner {
     catalog: Catalog,
     names: Names,
     secret: MasterSecret,
+    shape: shape::Shape,
     tenant_set: Arc<MigrationSet>,
     templates: TemplateKeeper,
     operations: Arc<Semaphore>,
@@ -174,6 +186,7 @@ impl Provisioner {
         names: Names,
         secret: MasterSecret,
         tenant_set: Arc<MigrationSet>,
+        role_connection_limit: i32,
     ) -> Self {
         let templates = TemplateKeeper::new(
             server.clone(),
@@ -188,6 +201,9 @@ impl Provisioner {
             catalog,
             names,
             secret,
+            shape: shape::Shape {
+                connection_limit: role_connection_limit,
+            },
             tenant_set,
             templates,
             operations: Arc::new(Semaphore::new(MAX_CONCURRENT_OPERATIONS)),
@@ -237,9 +253,20 @@ impl Provisioner {
         &self.templates
     }
 
-    /// The password of a tenant's role.
+    /// The password of a tenant's role (of its current generation).
     pub fn role_password(&self, tenant: &Tenant) -> String {
-        self.secret.role_password(tenant.id)
+        self.secret
+            .role_password(tenant.id, tenant.password_generation)
+    }
+
+    /// What tenant databases and roles must look like.
+    pub(crate) fn shape(&self) -> &shape::Shape {
+        &self.shape
+    }
+
+    /// The server.
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
     }
 
     #[cfg(feature = "testing")]
@@ -329,22 +356,20 @@ impl Provisioner {
         })
     }
 
-    /// Makes the role and database of a `provisioning` tenant; returns its schema version.
+    /// Makes the role and database of a `provisioning` tenant; returns its
+    /// schema version. The database is the admin role's, its objects the
+    /// tenant role's (see [`shape`]).
     async fn build(
         &self,
         admin: &Object,
         tenant: &Tenant,
         template: Option<&str>,
     ) -> Result<Option<i32>, ProvisionError> {
-        let role = quote_ident(tenant.role_name());
-        let db = quote_ident(&tenant.database_name);
-        let password = quote_literal(&self.role_password(tenant));
-        let reader = quote_ident(&self.names.shared_reader());
+        let role = tenant.role_name();
+        let reader = self.names.shared_reader();
+        let password = self.role_password(tenant);
         admin
-            .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 PASSWORD {password} IN ROLE {reader}"
-            ))
+            .batch_execute(&self.shape.create_role_sql(role, &password, &reader))
             .await?;
         #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterRole);
@@ -352,30 +377,38 @@ impl Provisioner {
             Some(template) => format!("TEMPLATE {} STRATEGY WAL_LOG", quote_ident(template)),
             None => "TEMPLATE template0".to_owned(),
         };
+        let db = quote_ident(&tenant.database_name);
         admin
-            .batch_execute(&format!("CREATE DATABASE {db} OWNER {role} {source}"))
+            .batch_execute(&format!("CREATE DATABASE {db} {source}"))
             .await?;
         admin
-            .batch_execute(&format!(
-                "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC"
-            ))
+            .batch_execute(&database_grants_sql(&tenant.database_name, role))
             .await?;
         #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterDatabase);
+        let mut client = self.server.connect(&tenant.database_name).await?;
         if template.is_some() {
-            // The template's objects belong to pg_database_owner, which in the
-            // clone *is* the tenant's role: no connection to the clone needed,
-            // and it sits at the set's newest version by construction.
+            // The template's objects are the template owner's: handed to the
+            // tenant's role in one statement. The clone sits at the set's
+            // newest version by construction.
+            client
+                .batch_execute(&format!(
+                    "REASSIGN OWNED BY {} TO {}",
+                    quote_ident(&self.names.template_owner()),
+                    quote_ident(role)
+                ))
+                .await?;
             return Ok(Some(self.tenant_set.latest_version()));
         }
-        let mut client = self.server.connect(&tenant.database_name).await?;
+        client
+            .batch_execute(&format!(
+                "ALTER SCHEMA public OWNER TO {}",
+                quote_ident(role)
+            ))
+            .await?;
         let applied = self
             .tenant_set
-            .apply(
-                &mut client,
-                &tenant.database_name,
-                Some(TENANT_OBJECT_OWNER),
-            )
+            .apply(&mut client, &tenant.database_name, Some(role))
             .await?;
         Ok(applied.current)
     }
@@ -388,7 +421,6 @@ impl Provisioner {
         tenant: &Tenant,
     ) -> Result<(), ProvisionError> {
         let role = quote_ident(tenant.role_name());
-        let db = quote_ident(&tenant.database_name);
         let role_exists = admin
             .query_opt(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1",
@@ -401,9 +433,9 @@ impl Provisioner {
                 .batch_execute(&format!("ALTER ROLE {role} NOLOGIN"))
                 .await?;
         }
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await?;
+        // Unsealed first: a database made a template (by hand, or by a
+        // tenant of an older tenantd that owned it) cannot be dropped.
+        crate::template::drop_database(admin, &tenant.database_name).await?;
         #[cfg(feature = "testing")]
         self.maybe_crash(CrashPoint::AfterDropDatabase);
         admin
@@ -578,4 +610,15 @@ impl Provisioner {
     pub(crate) fn catalog(&self) -> &Catalog {
         &self.catalog
     }
+}
+
+/// The privileges of a tenant database: none for PUBLIC; `CONNECT`,
+/// `TEMPORARY` and `CREATE` (its own schemas) for the tenant's role, which
+/// is not the database's owner.
+pub(crate) fn database_grants_sql(database: &str, role: &str) -> String {
+    let (db, role) = (quote_ident(database), quote_ident(role));
+    format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; \
+         GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {db} TO {role}"
+    )
 }

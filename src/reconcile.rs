@@ -5,11 +5,16 @@
 //!   row becomes `failed` — a half-built database is never trusted.
 //! - `deleting` (a drop that died): the drop is completed, the row becomes `deleted`.
 //! - `active` / `suspended`: the role's LOGIN flag is made to match the
-//!   status (a suspend or resume that died between its two writes), and a row
-//!   whose database has vanished becomes `failed`.
+//!   status (a suspend or resume that died between its two writes), a row
+//!   whose database has vanished becomes `failed`, and whatever differs from
+//!   what tenantd relies on (`provision::shape`: a password or role setting
+//!   the tenant changed, a sealed database…) is put back.
 //!
 //! A tenant whose lock is held is being worked on by a live process and is
-//! left alone.
+//! left alone. A tenant that cannot be repaired is reported in
+//! [`ReconcileReport::broken`] and the pass goes on with the others: one
+//! broken tenant never stops a reconcile, nor `serve`, which runs one at
+//! start. Only an unreachable server or catalog stops the pass.
 //!
 //! Then every audit-log entry still `running` whose owner is gone is closed
 //! as `failed`. Every such entry is written and closed while its process
@@ -26,6 +31,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::catalog::{Catalog, CatalogError, GlobalLock, OperationKind, RunningOperation};
+use crate::error_kind::{Classify, ErrorKind};
 use crate::provision::{ProvisionError, Provisioner};
 use crate::tenant::{Tenant, TenantCode, TenantStatus};
 
@@ -44,6 +50,29 @@ pub struct ReconcileReport {
     pub busy: Vec<TenantCode>,
     /// Audit-log entries left `running` by a process that died (now `failed`).
     pub abandoned_operations: Vec<Uuid>,
+    /// Tenants whose database or role had drifted from what tenantd relies
+    /// on, and what was put back.
+    pub drift_repaired: Vec<DriftRepair>,
+    /// Tenants this pass could not repair (it went on with the others).
+    pub broken: Vec<BrokenTenant>,
+}
+
+/// A tenant whose database or role was put back in shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftRepair {
+    /// The tenant.
+    pub code: TenantCode,
+    /// What had drifted (e.g. "role password", "role-level settings").
+    pub repaired: Vec<String>,
+}
+
+/// A tenant reconcile could not repair.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokenTenant {
+    /// The tenant.
+    pub code: TenantCode,
+    /// Why, with PostgreSQL's message.
+    pub error: String,
 }
 
 impl std::fmt::Display for ReconcileReport {
@@ -76,6 +105,23 @@ impl std::fmt::Display for ReconcileReport {
             .iter()
             .map(|(what, codes)| (*what, codes.iter().map(|c| c.to_string()).collect()))
             .chain([("operations whose process died (now failed)", abandoned)]);
+        let drift: Vec<String> = self
+            .drift_repaired
+            .iter()
+            .map(|d| format!("{} ({})", d.code, d.repaired.join(", ")))
+            .collect();
+        let broken: Vec<String> = self
+            .broken
+            .iter()
+            .map(|b| format!("{} ({})", b.code, b.error))
+            .collect();
+        let lines = lines.chain([
+            ("put back in shape", drift),
+            (
+                "COULD NOT REPAIR (see the errors; reconcile went on)",
+                broken,
+            ),
+        ]);
         let mut first = true;
         for (what, codes) in lines.filter(|(_, codes): &(&str, Vec<String>)| !codes.is_empty()) {
             if !first {
@@ -96,6 +142,8 @@ impl ReconcileReport {
             && self.login_fixed.is_empty()
             && self.missing_database.is_empty()
             && self.abandoned_operations.is_empty()
+            && self.drift_repaired.is_empty()
+            && self.broken.is_empty()
     }
 }
 
@@ -107,23 +155,63 @@ pub async fn reconcile(provisioner: &Provisioner) -> Result<ReconcileReport, Pro
     let mut candidates = catalog
         .tenants_in(&[TenantStatus::Provisioning, TenantStatus::Deleting])
         .await?;
-    candidates.extend(catalog.live_tenants_out_of_sync().await?);
+    candidates.extend(live_tenants_needing_work(provisioner).await?);
     for tenant in candidates {
         let Some(lock) = provisioner.try_begin(&tenant.code).await? else {
             report.busy.push(tenant.code.clone());
             continue;
         };
         // Re-read under the lock: the row may have moved since the list was taken.
-        let current = catalog.tenant_by_id(tenant.id).await?;
-        let outcome = match current {
-            Some(current) => repair(provisioner, &current, &mut report).await,
-            None => Ok(()),
+        let outcome = match catalog.tenant_by_id(tenant.id).await {
+            Ok(Some(current)) => repair(provisioner, &current, &mut report).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
         };
         lock.release().await?;
-        outcome?;
+        match outcome {
+            Ok(()) => {}
+            // Nothing else can be repaired either: the pass stops.
+            Err(error) if error.kind() == ErrorKind::Unavailable => return Err(error),
+            Err(error) => {
+                let error = crate::pg_error::describe(&error);
+                tracing::error!(tenant = %tenant.code, %error,
+                    "reconcile cannot repair this tenant; going on with the others");
+                report.broken.push(BrokenTenant {
+                    code: tenant.code.clone(),
+                    error,
+                });
+            }
+        }
     }
     report.abandoned_operations = close_abandoned(catalog).await?;
     Ok(report)
+}
+
+/// Live tenants whose database or role is missing, whose LOGIN flag is
+/// wrong, or whose database or role has drifted from its shape (read
+/// without the tenant's lock; repairs re-read under it).
+async fn live_tenants_needing_work(
+    provisioner: &Provisioner,
+) -> Result<Vec<Tenant>, ProvisionError> {
+    let catalog = provisioner.catalog();
+    let out_of_sync = catalog.live_tenants_out_of_sync().await?;
+    let live = catalog
+        .tenants_in(&[TenantStatus::Active, TenantStatus::Suspended])
+        .await?;
+    let admin = provisioner.admin().await?;
+    let mut needing = Vec::new();
+    for tenant in live {
+        let drifted = out_of_sync.iter().any(|t| t.id == tenant.id)
+            || !provisioner
+                .shape()
+                .inspect(&admin, &tenant, &provisioner.role_password(&tenant))
+                .await?
+                .is_empty();
+        if drifted {
+            needing.push(tenant);
+        }
+    }
+    Ok(needing)
 }
 
 /// Why the reconciler closes an entry.
@@ -250,5 +338,40 @@ async fn check_live(
         provisioner.set_login(&admin, tenant, should_login).await?;
         report.login_fixed.push(tenant.code.clone());
     }
+    repair_drift(provisioner, &admin, tenant, report).await
+}
+
+/// Puts the tenant's database and role back in shape, if they drifted.
+async fn repair_drift(
+    provisioner: &Provisioner,
+    admin: &deadpool_postgres::Object,
+    tenant: &Tenant,
+    report: &mut ReconcileReport,
+) -> Result<(), ProvisionError> {
+    let shape = provisioner.shape();
+    let password = provisioner.role_password(tenant);
+    let drift = shape.inspect(admin, tenant, &password).await?;
+    if drift.is_empty() {
+        return Ok(());
+    }
+    let repaired: Vec<String> = drift.iter().map(ToString::to_string).collect();
+    tracing::warn!(tenant = %tenant.code, ?repaired, "tenant database or role drifted; putting it back");
+    shape
+        .repair(provisioner.server(), admin, tenant, &password, &drift)
+        .await?;
+    let catalog = provisioner.catalog();
+    let op = catalog
+        .start_operation(
+            Some(tenant),
+            OperationKind::Reconcile,
+            "reconciler",
+            serde_json::json!({ "repair": "drift", "drift": repaired }),
+        )
+        .await?;
+    catalog.finish_operation(op, None).await?;
+    report.drift_repaired.push(DriftRepair {
+        code: tenant.code.clone(),
+        repaired,
+    });
     Ok(())
 }

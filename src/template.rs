@@ -5,8 +5,11 @@
 //! a new set builds a new template. It is built under a private name, then
 //! renamed and sealed (`IS_TEMPLATE true`, `ALLOW_CONNECTIONS false`): no
 //! stray connection can make a clone fail, and a half-built template is never
-//! cloned. Its objects belong to `pg_database_owner`, so in every clone they
-//! belong to the clone's owner — the tenant's role — with no further work.
+//! cloned. Its objects belong to a NOLOGIN role, `<prefix>__template_owner`
+//! (the migrations run as it): a clone hands them to its tenant's role with
+//! one `REASSIGN OWNED`, while the database itself stays tenantd's (see
+//! `provision::shape`). The template database is owned by the admin role, so
+//! that `REASSIGN OWNED` in a clone never touches a shared object.
 
 use crate::error_kind::{Classify, ErrorKind};
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, CatalogError, GlobalLock};
 use crate::ident::quote_ident;
-use crate::migrate::{MigrateError, MigrationSet, TENANT_OBJECT_OWNER};
+use crate::migrate::{MigrateError, MigrationSet};
 use crate::names::Names;
 use crate::server::{Server, ServerError};
 
@@ -111,6 +114,7 @@ impl TemplateKeeper {
     async fn build(&self, admin: &Object, name: &str) -> Result<(), TemplateError> {
         let build = self.names.template_build(self.set.fingerprint());
         tracing::info!(template = name, "building the tenant template database");
+        create_nologin_role(admin, &self.names.template_owner()).await?;
         if let Some(previous) = self.previous_template(admin, name).await? {
             match self.clone_and_migrate(admin, &build, &previous).await {
                 Ok(()) => return self.seal(admin, &build, name).await,
@@ -134,7 +138,7 @@ impl TemplateKeeper {
         const SQL: &str = "SELECT datname FROM pg_database WHERE starts_with(datname, $1) \
              AND datname <> $2 AND datistemplate AND NOT datallowconn ORDER BY oid DESC LIMIT 1";
         let row = admin
-            .query_opt(SQL, &[&self.names.template_prefix(), &current])
+            .query_opt(SQL, &[&self.names.template_scheme_prefix(), &current])
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -161,10 +165,15 @@ impl TemplateKeeper {
                 "REVOKE CONNECT, TEMPORARY ON DATABASE {build_q} FROM PUBLIC"
             ))
             .await?;
+        let owner = self.names.template_owner();
         let mut client = self.server.connect(build).await?;
-        self.set
-            .apply(&mut client, build, Some(TENANT_OBJECT_OWNER))
+        client
+            .batch_execute(&format!(
+                "ALTER SCHEMA public OWNER TO {}",
+                quote_ident(&owner)
+            ))
             .await?;
+        self.set.apply(&mut client, build, Some(&owner)).await?;
         Ok(())
     }
 
@@ -224,6 +233,28 @@ pub(crate) async fn drop_database(admin: &Client, name: &str) -> Result<(), toki
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         .await
+}
+
+/// Creates the NOLOGIN role `name` unless it exists (a concurrent creator's
+/// "already exists" counts as success).
+async fn create_nologin_role(admin: &Object, name: &str) -> Result<(), tokio_postgres::Error> {
+    let exists = admin
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[&name],
+        )
+        .await?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    match admin
+        .batch_execute(&format!("CREATE ROLE {} NOLOGIN", quote_ident(name)))
+        .await
+    {
+        Err(e) if !crate::pg_error::is_duplicate_object(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 async fn is_sealed(admin: &Object, name: &str) -> Result<bool, tokio_postgres::Error> {

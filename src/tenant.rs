@@ -261,6 +261,9 @@ pub struct Tenant {
     pub quarantined: bool,
     /// The last fleet migration error, cleared by a successful run.
     pub migration_error: Option<String>,
+    /// The generation of the role's derived password (bumped by each
+    /// password rotation).
+    pub password_generation: i32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -268,7 +271,8 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    /// The PostgreSQL role that owns the tenant's database.
+    /// The tenant's PostgreSQL role (it owns the tenant's objects; the
+    /// database itself is tenantd's admin role's).
     pub fn role_name(&self) -> &str {
         &self.database_name
     }

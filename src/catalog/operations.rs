@@ -90,6 +90,8 @@ stored_enum!(
         Reconcile => "reconcile",
         /// A fleet migration run.
         MigrateRun => "migrate_run",
+        /// A tenant role's password rotation.
+        RotatePassword => "rotate_password",
     }
 );
 
@@ -229,6 +231,7 @@ mod tests {
             OperationKind::Resume,
             OperationKind::Reconcile,
             OperationKind::MigrateRun,
+            OperationKind::RotatePassword,
         ] {
             assert_eq!(kind.as_str().parse::<OperationKind>(), Ok(kind));
             assert_eq!(serde_json::json!(kind), kind.as_str());

@@ -26,6 +26,7 @@
 //! | `TENANTD_ACQUIRE_TIMEOUT_MS` | `5000` | how long a request waits for a connection before a retryable "busy" error |
 //! | `TENANTD_POOL_IDLE_SECS` | `300` | tenant pools (and connections) unused this long are closed |
 //! | `TENANTD_COLD_START_CONCURRENCY` | `8` | new server connections being opened at once, across all tenants |
+//! | `TENANTD_TENANT_ROLE_CONNECTION_LIMIT` | `TENANTD_TENANT_MAX_CONNECTIONS` + 10 | `CONNECTION LIMIT` of every tenant role (its pool plus direct `/connection` clients); at least the tenant pool's size; set by tenantd, which the tenant cannot raise |
 
 mod http_settings;
 
@@ -96,6 +97,8 @@ pub struct Settings {
     pub migrate_connections: usize,
     /// Limits of the tenant connection pools.
     pub pool: PoolSettings,
+    /// The `CONNECTION LIMIT` of every tenant role.
+    pub tenant_role_connection_limit: i32,
 }
 
 /// Limits of the tenant connection pools (see `crate::pool`).
@@ -119,7 +122,7 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     fn from_lookup(
-        get: impl Fn(&str) -> Option<String>,
+        get: &impl Fn(&str) -> Option<String>,
         statement_timeout: Duration,
     ) -> Result<Self, ConfigError> {
         let max_connections = get("TENANTD_MAX_CONNECTIONS")
@@ -210,7 +213,15 @@ impl Settings {
                 get("TENANTD_MIGRATE_CONNECTIONS"),
                 8,
             )?,
-            pool: PoolSettings::from_lookup(get, statement_timeout)?,
+            pool: PoolSettings::from_lookup(&get, statement_timeout)?,
+            tenant_role_connection_limit: 0,
+        };
+        let settings = Self {
+            tenant_role_connection_limit: role_connection_limit(
+                get("TENANTD_TENANT_ROLE_CONNECTION_LIMIT"),
+                settings.pool.tenant_max_connections,
+            )?,
+            ..settings
         };
         settings.check_names_distinct()?;
         Ok(settings)
@@ -316,6 +327,29 @@ fn parse_listen(raw: Option<String>) -> Result<SocketAddr, ConfigError> {
 }
 
 /// Parses a positive integer setting.
+/// `TENANTD_TENANT_ROLE_CONNECTION_LIMIT`: by default the tenant pool's
+/// size plus 10 for direct clients; never below the pool's size (its
+/// connections would be refused).
+fn role_connection_limit(raw: Option<String>, pool_max: usize) -> Result<i32, ConfigError> {
+    const VARIABLE: &str = "TENANTD_TENANT_ROLE_CONNECTION_LIMIT";
+    let limit = parse_count(VARIABLE, raw, pool_max.saturating_add(10))?;
+    if limit < pool_max {
+        return Err(ConfigError::new(
+            VARIABLE,
+            format!(
+                "{limit} is below TENANTD_TENANT_MAX_CONNECTIONS={pool_max}: the tenant's own pool \
+                 would be refused connections; raise it"
+            ),
+        ));
+    }
+    i32::try_from(limit).map_err(|_| {
+        ConfigError::new(
+            VARIABLE,
+            format!("{limit} is too large (at most {})", i32::MAX),
+        )
+    })
+}
+
 pub(crate) fn parse_count(
     variable: &'static str,
     raw: Option<String>,
@@ -361,6 +395,7 @@ mod tests {
         assert_eq!(s.tenant_prefix, "tenantd");
         assert_eq!(s.pool.max_connections, None);
         assert_eq!(s.pool.tenant_max_connections, 10);
+        assert_eq!(s.tenant_role_connection_limit, 20);
         assert_eq!(s.pool.acquire_timeout, Duration::from_secs(5));
         assert_eq!(s.pool.idle, Duration::from_secs(300));
         assert!(matches!(
@@ -423,5 +458,20 @@ mod tests {
             assert_eq!(err.variable, *variable, "{vars:?}: {err}");
             assert!(err.to_string().starts_with(variable));
         }
+    }
+
+    #[test]
+    fn the_role_connection_limit_covers_the_pool() {
+        let pool = ("TENANTD_TENANT_MAX_CONNECTIONS", "5");
+        let s = settings(&[URL, SECRET, pool]).unwrap();
+        assert_eq!(s.tenant_role_connection_limit, 15);
+        let limit = ("TENANTD_TENANT_ROLE_CONNECTION_LIMIT", "7");
+        let s = settings(&[URL, SECRET, pool, limit]).unwrap();
+        assert_eq!(s.tenant_role_connection_limit, 7);
+        let low = ("TENANTD_TENANT_ROLE_CONNECTION_LIMIT", "4");
+        let err = settings(&[URL, SECRET, pool, low]).unwrap_err();
+        assert_eq!(err.variable, "TENANTD_TENANT_ROLE_CONNECTION_LIMIT");
+        let huge = ("TENANTD_TENANT_ROLE_CONNECTION_LIMIT", "99999999999");
+        assert!(settings(&[URL, SECRET, huge]).is_err());
     }
 }

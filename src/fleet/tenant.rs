@@ -1,9 +1,9 @@
 //! One tenant in a fleet run: the plan made from its catalog row alone
 //! (already current, not migratable), and its migration under its
-//! life-cycle lock — as `pg_database_owner`, like the template's, so new
-//! objects belong to the tenant's role — with the outcome recorded in the
-//! catalog (new version, or the error and the quarantine). A tenant's
-//! failure is a result, never a run error.
+//! life-cycle lock — as the tenant's own role (`SET ROLE`), so new objects
+//! belong to it and a migration can do nothing the tenant could not — with
+//! the outcome recorded in the catalog (new version, or the error and the
+//! quarantine). A tenant's failure is a result, never a run error.
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -13,7 +13,6 @@ use uuid::Uuid;
 use super::report::elapsed_ms;
 use super::{Fleet, Outcome, RunOptions, TenantResult};
 use crate::catalog::MigrationRecord;
-use crate::migrate::TENANT_OBJECT_OWNER;
 use crate::pg_error::{Backoff, chain_is_transient, describe};
 use crate::tenant::{Tenant, TenantStatus};
 
@@ -78,7 +77,7 @@ impl Fleet {
         };
         match self
             .tenant
-            .apply(&mut client, database, Some(TENANT_OBJECT_OWNER))
+            .apply(&mut client, database, Some(tenant.role_name()))
             .await
         {
             Ok(applied) => {

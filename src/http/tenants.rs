@@ -1,7 +1,7 @@
 //! `/v1/tenants`: the tenant life cycle for admins — create (idempotent with
 //! `Idempotency-Key`), list with filters and a cursor, show, patch, suspend,
-//! resume, delete (with `?confirm=`), and the connection settings that
-//! backends resolve by société.
+//! resume, delete (with `?confirm=`), password rotation, and the connection
+//! settings that backends resolve by société.
 
 use axum::Json;
 use axum::extract::State;
@@ -54,6 +54,8 @@ pub struct TenantBody {
     pub database: String,
     /// Newest tenant migration applied.
     pub schema_version: Option<i32>,
+    /// Generation of the role's derived password (bumped by each rotation).
+    pub password_generation: i32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -74,6 +76,7 @@ impl From<Tenant> for TenantBody {
             settings: t.settings,
             database: t.database_name,
             schema_version: t.schema_version,
+            password_generation: t.password_generation,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -96,6 +99,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant, patch_tenant, delete_tenant))
         .routes(routes!(suspend_tenant))
         .routes(routes!(resume_tenant))
+        .routes(routes!(rotate_tenant_password))
         .routes(routes!(tenant_connection))
 }
 
@@ -293,6 +297,30 @@ async fn resume_tenant(
     Ok(Json(
         state.orchestrator().resume_tenant(&code).await?.into(),
     ))
+}
+
+/// Rotate a tenant role's password: the next generation of its derivation;
+/// the sessions of the old one end and tenantd's pools reconnect. The new
+/// password is read at `/connection`.
+#[utoipa::path(post, path = "/v1/tenants/{code}/rotate-password", tag = "tenants",
+    params(("code" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Rotated", body = TenantBody),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Neither active nor suspended", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn rotate_tenant_password(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiPath(code): ApiPath<String>,
+) -> Result<Json<TenantBody>, ApiError> {
+    let code = tenant_code(&code)?;
+    let actor = format!("api-key:{}", admin.key_id);
+    let tenant = state
+        .orchestrator()
+        .rotate_tenant_password_as(&code, &actor)
+        .await?;
+    Ok(Json(tenant.into()))
 }
 
 /// Connection settings of a tenant's database (admin, or that tenant's own key).

@@ -1,5 +1,5 @@
 //! The deployment objects a run may create besides its tenants — AUTH,
-//! SHARED, the tenant template and tenantd's private role — and which of
+//! SHARED, the tenant template and tenantd's private roles — and which of
 //! them existed before the first attempt of the run. Rollback drops only the
 //! ones that did not: never anything else.
 //!
@@ -38,7 +38,7 @@ pub fn snapshot_path(config: &LegacyConfig) -> Result<PathBuf, LegacyError> {
 /// The deployment objects that exist now.
 pub async fn existing(admin: &Client, names: &Names) -> Result<Infra, LegacyError> {
     let dbs = vec![names.auth_db().to_owned(), names.shared_db().to_owned()];
-    let roles = vec![names.shared_reader()];
+    let roles = vec![names.shared_reader(), names.template_owner()];
     let context = "list the deployment's databases and roles";
     let databases = admin
         .query(

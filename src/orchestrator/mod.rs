@@ -54,9 +54,20 @@ pub struct InitReport {
     pub template: String,
     /// Whether this run built the template.
     pub template_built: bool,
+    /// Databases of the server (beside tenantd's) that any role may connect
+    /// to — tenant roles included. On the dev cluster tenantd closes them;
+    /// on a server it shares, it only reports them (see
+    /// [`InitReport::revoke_statement`]).
+    pub open_to_public: Vec<String>,
 }
 
 impl InitReport {
+    /// The statement that closes [`InitReport::open_to_public`] to tenant
+    /// roles (for an administrator to run), if any is open.
+    pub fn revoke_statement(&self) -> Option<String> {
+        (!self.open_to_public.is_empty()).then(|| revoke_public_sql(&self.open_to_public))
+    }
+
     /// True when the run found everything in place.
     pub fn changed_nothing(&self) -> bool {
         self.created_databases.is_empty()
@@ -164,6 +175,7 @@ impl Orchestrator {
             names.clone(),
             secret,
             sets.tenant.clone(),
+            settings.tenant_role_connection_limit,
         );
         Ok(Self {
             inner: Arc::new(Inner {
@@ -207,6 +219,7 @@ impl Orchestrator {
         let admin = inner.provisioner.admin().await?;
         let mut report = InitReport::default();
         create_role_if_missing(&admin, &inner.names.shared_reader()).await?;
+        create_role_if_missing(&admin, &inner.names.template_owner()).await?;
         for db in [inner.names.auth_db(), inner.names.shared_db()] {
             if create_database_if_missing(&admin, db).await? {
                 report.created_databases.push(db.to_owned());
@@ -246,10 +259,64 @@ impl Orchestrator {
         let (template, built) = inner.provisioner.templates().ensure().await?;
         report.template = template;
         report.template_built = built;
+        report.open_to_public = self.close_public_databases(&admin).await?;
         Ok(report)
     }
 
-    /// Finishes or rolls back interrupted life-cycle work.
+    /// Databases other than tenantd's own that PUBLIC (so every tenant
+    /// role) may connect to. On the dev cluster, which is tenantd's alone,
+    /// they are closed (`REVOKE CONNECT … FROM PUBLIC`) and none is
+    /// returned; on a server tenantd shares, they are returned and a
+    /// warning names the statement that closes them.
+    async fn close_public_databases(&self, admin: &Object) -> Result<Vec<String>, Error> {
+        const SQL: &str = "SELECT datname::text FROM pg_catalog.pg_database \
+             WHERE datallowconn AND NOT starts_with(datname, $1) \
+               AND pg_catalog.has_database_privilege('public', oid, 'CONNECT') ORDER BY 1";
+        let own = format!("{}_", self.inner.names.prefix());
+        let rows = admin.query(SQL, &[&own]).await?;
+        let open: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if matches!(self.inner.settings.server, ServerSource::DevCluster(_)) {
+            if !open.is_empty() {
+                admin.batch_execute(&revoke_public_sql(&open)).await?;
+            }
+            return Ok(Vec::new());
+        }
+        if !open.is_empty() {
+            tracing::warn!(
+                databases = ?open,
+                "tenant roles may connect to these databases of the server (CONNECT is granted to PUBLIC); \
+                 an administrator closes them with: {}",
+                revoke_public_sql(&open)
+            );
+        }
+        Ok(open)
+    }
+
+    /// Gives the tenant's role a new password (the next generation of its
+    /// derivation), ends the sessions opened with the old one and drops the
+    /// tenant's pool here and in every other process, so they reconnect
+    /// with the new one. Recorded in the audit log.
+    pub async fn rotate_tenant_password(&self, code: &TenantCode) -> Result<Tenant, Error> {
+        self.rotate_tenant_password_as(code, LIBRARY_ACTOR).await
+    }
+
+    /// [`Orchestrator::rotate_tenant_password`], recording `actor` in the audit log.
+    pub async fn rotate_tenant_password_as(
+        &self,
+        code: &TenantCode,
+        actor: &str,
+    ) -> Result<Tenant, Error> {
+        let result = self.inner.provisioner.rotate_password(code, actor).await;
+        self.after_transition(code, &result).await;
+        Ok(result?)
+    }
+
+    /// Finishes or rolls back interrupted life-cycle work, and puts tenant
+    /// databases and roles back in shape. A tenant that cannot be repaired
+    /// is in [`ReconcileReport::broken`] (the others are still repaired).
     pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
         let report = reconcile(&self.inner.provisioner).await?;
         if !report.is_clean() {
@@ -457,6 +524,20 @@ impl Orchestrator {
             true => Ok(tenant),
         }
     }
+}
+
+/// `REVOKE CONNECT ON DATABASE … FROM PUBLIC;` for each of `databases`.
+fn revoke_public_sql(databases: &[String]) -> String {
+    databases
+        .iter()
+        .map(|db| {
+            format!(
+                "REVOKE CONNECT ON DATABASE {} FROM PUBLIC;",
+                quote_ident(db)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn create_role_if_missing(admin: &Object, role: &str) -> Result<(), Error> {

@@ -124,7 +124,9 @@ impl Routes {
                 Route::Quarantined(tenant.migration_error.unwrap_or_default())
             }
             TenantStatus::Active => {
-                let password = self.secret.role_password(tenant.id);
+                let password = self
+                    .secret
+                    .role_password(tenant.id, tenant.password_generation);
                 let mut config =
                     self.server
                         .role_config(&tenant.database_name, tenant.role_name(), &password);

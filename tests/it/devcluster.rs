@@ -141,6 +141,20 @@ async fn dev_cluster_starts_serves_tenants_is_reused_and_stops() {
         .get(0);
     assert_eq!(user, database);
     drop(tenant);
+    // The cluster is tenantd's alone: init closed its maintenance
+    // databases to PUBLIC, so the tenant's role reaches none of them.
+    for maintenance in ["postgres", "template1"] {
+        let mut config: tokio_postgres::Config = tenant_url.parse().expect("URL");
+        config.dbname(maintenance);
+        let refused = common::connect_config(&config)
+            .await
+            .expect_err("a tenant role cannot open a maintenance database");
+        assert_eq!(
+            refused.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{maintenance}: {refused}"
+        );
+    }
     drop(admin);
 
     let again = ok(dev.command(&env, &["dev", "start", "--json"])).await;

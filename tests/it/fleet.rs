@@ -173,6 +173,21 @@ async fn thirty_tenants_reach_v2_and_a_failing_v3_is_quarantined() {
         "the template was migrated first"
     );
     assert_eq!(history(&env, "zborn").await, vec![1, 2]);
+    // What a fleet run (or the rebuilt template) creates is the tenant's.
+    for code in ["t00", "t05", "zborn"] {
+        let database = format!("{}_{code}", env.prefix);
+        let owner: String = env
+            .admin_to(&database)
+            .await
+            .query_one(
+                "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE relname = 'fleet_effect'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, database, "{code}");
+    }
     let again = v2.fleet().run(&options(4), &tracker).await.unwrap();
     assert_eq!((again.tenants.current, again.tenants.migrated), (30, 0));
 

@@ -87,8 +87,8 @@ async fn tenant_roles_are_confined_to_their_database_and_shared() {
         .unwrap_err();
     assert_eq!(create.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
 
-    // The tenant's role has owner rights on its schema (objects belong to
-    // pg_database_owner, i.e. to the database's owner) whichever path made it.
+    // The tenant's role has owner rights on its schema (its objects belong
+    // to it, though the database is tenantd's) whichever path made it.
     let owners: Vec<String> = own
         .query(
             "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
@@ -99,22 +99,25 @@ async fn tenant_roles_are_confined_to_their_database_and_shared() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(owners, vec!["pg_database_owner".to_owned()]);
+    assert_eq!(owners, vec![tenant_a.database_name.clone()]);
     own.batch_execute(
         "ALTER TABLE clients ADD COLUMN loyalty_tier int; CREATE INDEX ON clients (loyalty_tier)",
     )
     .await
     .expect("the tenant's role can alter its own tables");
-    // ... but pg_database_owner of A is nobody in B.
-    let b_owner: bool = own
-        .query_one(
-            "SELECT pg_has_role($1, 'pg_database_owner', 'MEMBER')",
-            &[&tenant_b.database_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!b_owner, "B's role is not an owner inside A's database");
+    // ... but B's role is nobody in A's database, and neither role owns
+    // its database (pg_database_owner is tenantd's admin role).
+    for role in [&tenant_a.database_name, &tenant_b.database_name] {
+        let owner: bool = own
+            .query_one(
+                "SELECT pg_has_role($1, 'pg_database_owner', 'MEMBER')",
+                &[role],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!owner, "{role} is not an owner of A's database");
+    }
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ async fn init_is_idempotent() {
             format!("{}_shared", env.prefix)
         ]
     );
-    assert_eq!(first.auth_applied, vec![1, 2, 3]);
+    assert_eq!(first.auth_applied, vec![1, 2, 3, 4]);
     assert_eq!(first.shared_applied, vec![1]);
     assert!(first.template_built);
     assert!(!first.changed_nothing());

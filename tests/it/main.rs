@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod devcluster;
 mod fleet;
+mod hostile_tenant;
 mod http_auth;
 mod http_lifecycle;
 mod http_migrations;

@@ -84,14 +84,33 @@ async fn template_and_migrate_paths_give_the_same_schema() {
         only_a.is_empty() && only_b.is_empty(),
         "template only: {only_a:#?}\nmigrate only: {only_b:#?}"
     );
+    // Every object (the public schema included) belongs to the tenant's
+    // role, which is not the database's owner (tenantd's admin role is).
     let foreign_owned: Vec<_> = a
         .iter()
-        .filter(|l| l.starts_with("rel ") && !l.contains("owner=pg_database_owner"))
+        .filter(|l| {
+            (l.starts_with("rel ") || l.starts_with("nsp ")) && !l.contains("owner=<tenant>")
+        })
         .collect();
     assert!(
         foreign_owned.is_empty(),
-        "every object belongs to the database's owner: {foreign_owned:#?}"
+        "every object belongs to the tenant's role: {foreign_owned:#?}"
     );
+    let admin = env.admin().await;
+    for tenant in [&cloned, &migrated] {
+        let owner: String = admin
+            .query_one(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+                &[&tenant.database_name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_ne!(
+            owner, tenant.database_name,
+            "the database is not the tenant's"
+        );
+    }
 }
 
 #[tokio::test]
