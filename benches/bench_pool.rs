@@ -356,7 +356,9 @@ where
     println!(
         "    tenantd: {rate:.0} req/s, {errors} errors, peak open {} (pg_stat_activity max {}), \
          opened {} (growth {}), budget evictions {} (last connections {}), busy {}, \
-         server refusals {} (ceiling {} at the end), mean acquire wait {:.0} µs",
+         server refusals {} (ceiling {} at the end), mean acquire wait {:.0} µs; \
+         fast checkouts {}, waits: own connection {}, budget {}, cold start {}, growth deferred {}; \
+         stale evictions {}",
         stats.peak_open_connections,
         sampler.max(),
         stats.connections_opened,
@@ -366,7 +368,13 @@ where
         stats.budget_timeouts,
         stats.server_full_retries,
         stats.budget_ceiling,
-        stats.acquire_wait.sum_seconds * 1e6 / stats.acquire_wait.count.max(1) as f64
+        stats.acquire_wait.sum_seconds * 1e6 / stats.acquire_wait.count.max(1) as f64,
+        stats.fast_checkouts,
+        stats.waits.own_connection,
+        stats.waits.budget,
+        stats.waits.cold_start,
+        stats.waits.growth_deferred,
+        stats.stale_evictions
     );
     MAX_OPEN.fetch_max(sampler.max(), Ordering::Relaxed);
     orchestrator.close();

@@ -94,7 +94,9 @@ pub use ident::quote_ident;
 pub use migrate::{MigrateError, SchemaSet};
 pub use notify::APPLICATION_NAME as LISTENER_APPLICATION_NAME;
 pub use orchestrator::{InitReport, Orchestrator, TenantConnection, TenantConnectionCounts};
-pub use pool::{PoolStats, TenantClient, TenantConnections, WaitBucket, WaitHistogram};
+pub use pool::{
+    PoolStats, TenantClient, TenantConnections, WaitBucket, WaitHistogram, WaitReasons,
+};
 #[cfg(feature = "testing")]
 pub use provision::CrashPoint;
 pub use provision::{ProvisionError, ProvisionPath};

@@ -41,6 +41,11 @@ const EVICTION_RETRY: Duration = Duration::from_millis(20);
 /// closes another one.
 const EVICTED_RETRY: Duration = Duration::from_millis(250);
 
+/// A pool unused for this long belongs to a tenant that left the working
+/// set: its idle connections are closed first to make room, its last one
+/// included, and a tenant at its fair share may grow into them.
+pub(crate) const STALE_AFTER_MS: u64 = 1_000;
+
 /// Share of the server's free connection slots tenantd takes by default (¾).
 const DEFAULT_SHARE: (usize, usize) = (3, 4);
 
@@ -208,7 +213,7 @@ impl Admission {
             budget.ceiling.server_refused(&budget.permits);
             Counters::record_ceiling(budget.ceiling.get());
         }
-        self.evict_for(code, open)
+        self.evict_for(code, open, false)
     }
 
     /// A permit for one more open connection for `code`, which has `open`
@@ -235,11 +240,13 @@ impl Admission {
         if !growing_past_waiters && let Ok(p) = budget.permits.clone().try_acquire_owned() {
             return Ok(permit(p));
         }
-        // The fair share is of what the server gives, not of the budget.
+        // The fair share is of what the server gives, not of the budget. At
+        // its share a tenant grows only into a stale tenant's idle connection.
         let holders = counters.tenants_with_connections.load(Ordering::Relaxed);
         if open > 0 && open >= budget.ceiling.get() / holders.max(1) {
-            return Err(PoolError::Saturated);
+            return self.grow_into_stale(code, open, budget).await.map(permit);
         }
+        Counters::bump(&counters.budget_waits);
         let _making_room = MakingRoom::enter(&self.making_room);
         loop {
             // A waiter must not wait out a ceiling the server no longer needs.
@@ -252,7 +259,7 @@ impl Admission {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            let evicted = match self.evict_for(code, open) {
+            let evicted = match self.evict_for(code, open, false) {
                 Eviction::Closed => true,
                 Eviction::OwnIdle => return Err(PoolError::Saturated),
                 Eviction::Nothing => false,
@@ -277,8 +284,46 @@ impl Admission {
         }
     }
 
-    /// A slot to open a connection in (bounded by the cold-start cap).
-    pub async fn cold_start(&self) -> Result<SemaphorePermit<'_>, PoolError> {
+    /// A tenant at its fair share of a full budget grows only by closing a
+    /// stale tenant's idle connection and taking the permit it gives back
+    /// (within [`EVICTED_RETRY`]); otherwise it waits for one of its own
+    /// connections ([`PoolError::Saturated`]).
+    async fn grow_into_stale(
+        &self,
+        code: &TenantCode,
+        open: usize,
+        budget: &Budget,
+    ) -> Result<OwnedSemaphorePermit, PoolError> {
+        if !matches!(self.evict_for(code, open, true), Eviction::Closed) {
+            return Err(PoolError::Saturated);
+        }
+        match tokio::time::timeout(EVICTED_RETRY, budget.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(PoolError::Closed),
+            Err(_) => Err(PoolError::Saturated),
+        }
+    }
+
+    /// A slot to open a connection in (bounded by the cold-start cap) for a
+    /// tenant that has `open` connections. A first connection waits for a
+    /// slot; growth does not queue behind first connections: without a free
+    /// slot it is [`PoolError::Saturated`] (the tenant waits for one of its
+    /// own connections, back in microseconds).
+    pub async fn cold_start(
+        &self,
+        open: usize,
+        counters: &Counters,
+    ) -> Result<SemaphorePermit<'_>, PoolError> {
+        match self.cold_starts.try_acquire() {
+            Ok(slot) => return Ok(slot),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(PoolError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) if open > 0 => {
+                Counters::bump(&counters.growth_deferred);
+                return Err(PoolError::Saturated);
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
+        Counters::bump(&counters.cold_start_waits);
         self.cold_starts
             .acquire()
             .await
@@ -292,35 +337,44 @@ impl Admission {
     }
 
     /// Closes one idle connection of another tenant to make room for `code`,
-    /// which has `open` connections. A tenant with none takes a surplus
+    /// which has `open` connections. Stale tenants (pools unused for
+    /// [`STALE_AFTER_MS`]: they left the working set) go first, their last
+    /// connection included; then a tenant with none takes a surplus
     /// connection (of a pool holding two or more) if there is one, else the
-    /// last connection of the least recently used pool (a tenant that left
-    /// the working set); a tenant growing beyond its first connection may only
-    /// take from pools holding at least two more than it. Least recently used
-    /// pools go first. Taking hot tenants' last connections would make them
-    /// evict each other in a cascade of reconnections.
-    fn evict_for(&self, code: &TenantCode, open: usize) -> Eviction {
+    /// last connection of the least recently used pool; a tenant growing
+    /// beyond its first connection may only take from pools holding at least
+    /// two more than it. Least recently used pools go first. Taking hot
+    /// tenants' last connections would make them evict each other in a
+    /// cascade of reconnections. With `stale_only`, only stale pools are
+    /// candidates (a tenant at its fair share growing).
+    fn evict_for(&self, code: &TenantCode, open: usize, stale_only: bool) -> Eviction {
         let Some(inner) = self.pools.upgrade() else {
             return Eviction::Nothing;
         };
+        let stale_before = inner.now_ms().saturating_sub(STALE_AFTER_MS);
         let mut own_idle = false;
         let mut candidates: Vec<_> = inner
             .pools
             .iter()
-            .filter(|(key, pool)| {
-                if **key == *code {
+            .filter_map(|(key, pool)| {
+                if *key == *code {
                     own_idle |= pool.has_idle();
-                    return false;
+                    return None;
                 }
-                (open == 0 || pool.open() > open + 1) && pool.has_idle()
+                let stale = pool.last_used() < stale_before;
+                let allowed = stale || (!stale_only && (open == 0 || pool.open() > open + 1));
+                (allowed && pool.has_idle())
+                    .then(|| ((!stale, pool.open() <= 1, pool.last_used()), pool))
             })
-            .map(|(_, pool)| ((pool.open() <= 1, pool.last_used()), pool))
             .collect();
         candidates.sort_by_key(|(order, _)| *order);
         let victim = candidates.iter().find(|(_, pool)| pool.close_one_idle());
-        if let Some(((last, _), _)) = victim {
+        if let Some(((fresh, last, _), _)) = victim {
             let counters = &inner.counters;
             counters.budget_evictions.fetch_add(1, Ordering::Relaxed);
+            if !*fresh {
+                Counters::bump(&counters.stale_evictions);
+            }
             if *last {
                 counters
                     .last_connection_evictions

@@ -45,6 +45,12 @@ pub(crate) struct Counters {
     pub growth_connections: AtomicU64,
     pub invalidations: AtomicU64,
     pub budget_timeouts: AtomicU64,
+    pub stale_evictions: AtomicU64,
+    pub own_connection_waits: AtomicU64,
+    pub budget_waits: AtomicU64,
+    pub cold_start_waits: AtomicU64,
+    pub growth_deferred: AtomicU64,
+    pub fast_checkouts: AtomicU64,
     pub route_loads: AtomicU64,
     pub notify_connected: AtomicUsize,
     pub notify_reconnects: AtomicU64,
@@ -137,6 +143,14 @@ impl Counters {
             growth_connections: load(&self.growth_connections),
             invalidations: load(&self.invalidations),
             budget_timeouts: load(&self.budget_timeouts),
+            stale_evictions: load(&self.stale_evictions),
+            waits: WaitReasons {
+                own_connection: load(&self.own_connection_waits),
+                budget: load(&self.budget_waits),
+                cold_start: load(&self.cold_start_waits),
+                growth_deferred: load(&self.growth_deferred),
+            },
+            fast_checkouts: load(&self.fast_checkouts),
             route_loads: load(&self.route_loads),
             notify_connected: gauge(&self.notify_connected) > 0,
             notify_reconnects: load(&self.notify_reconnects),
@@ -178,6 +192,22 @@ pub struct WaitHistogram {
     pub sum_seconds: f64,
     /// Cumulative buckets.
     pub buckets: Vec<WaitBucket>,
+}
+
+/// Why checkouts waited (each counts a wait that began, not its length).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WaitReasons {
+    /// For one of the tenant's own connections to be returned (the tenant
+    /// holds its fair share of a full budget, or its cap).
+    pub own_connection: u64,
+    /// For room in a full budget (or under the ceiling), closing idle
+    /// connections of other tenants meanwhile.
+    pub budget: u64,
+    /// A first connection for a free slot of the cold-start cap.
+    pub cold_start: u64,
+    /// Growth that found no free cold-start slot and used the tenant's own
+    /// connections instead of queueing behind first connections.
+    pub growth_deferred: u64,
 }
 
 /// A snapshot of the pool layer's counters and gauges.
@@ -222,6 +252,14 @@ pub struct PoolStats {
     pub invalidations: u64,
     /// Requests that gave up waiting for a connection (retryable busy errors).
     pub budget_timeouts: u64,
+    /// Of the budget evictions, connections of stale tenants (pools unused
+    /// for a second: they left the working set), closed first.
+    pub stale_evictions: u64,
+    /// Why checkouts waited.
+    pub waits: WaitReasons,
+    /// Checkouts served by an idle connection of a pool whose route was
+    /// current, without a route lookup, timer or admission.
+    pub fast_checkouts: u64,
     /// Tenant lookups that read the catalog (cache misses).
     pub route_loads: u64,
     /// Whether the catalog notification listener is subscribed now.

@@ -29,6 +29,7 @@ mod route;
 mod session;
 mod tenant_pool;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ use moka::notification::RemovalCause;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use client::TenantClient;
-pub use metrics::{PoolStats, TenantConnections, WaitBucket, WaitHistogram};
+pub use metrics::{PoolStats, TenantConnections, WaitBucket, WaitHistogram, WaitReasons};
 
 use budget::Admission;
 use metrics::Counters;
@@ -59,9 +60,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const REINVALIDATE_AFTER: Duration = Duration::from_millis(100);
 /// Checkouts tried when the pool found was closed under our feet.
 const CHECKOUT_ATTEMPTS: usize = 3;
-/// Longest wait for one of the tenant's own connections before trying again
-/// (a connection closing elsewhere frees budget without a signal).
-const OWN_CONNECTION_RETRY: Duration = Duration::from_millis(20);
+/// Longest wait for one of the tenant's own connections before trying again:
+/// a returned connection wakes its waiter at once; this only bounds the wait
+/// when the budget frees up elsewhere (a connection closing) without a signal.
+const OWN_CONNECTION_RETRY: Duration = Duration::from_millis(100);
 
 /// A tenant connection could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -236,40 +238,18 @@ impl Pools {
         let inner = &self.inner;
         inner.start_background();
         let started = Instant::now();
-        let route = inner.routes.get(code).await?;
-        let active = match &*route {
-            Route::Active(active) => active,
-            Route::Refused(status) => {
-                return Err(PoolError::Refused {
-                    code: code.clone(),
-                    status: *status,
-                });
+        let warm = inner.current_pool(code).await;
+        let idle = warm.as_ref().and_then(|pool| pool.try_idle());
+        let object = match (idle, warm) {
+            (Some(object), Some(pool)) => {
+                Counters::bump(&inner.counters.fast_checkouts);
+                Ok((object, pool.returned().clone()))
             }
-            Route::Unknown => return Err(PoolError::Unknown(code.clone())),
-            Route::Quarantined(reason) => {
-                return Err(PoolError::UnderMaintenance {
-                    code: code.clone(),
-                    reason: reason.clone(),
-                });
-            }
+            (_, warm) => inner.timed(code, inner.checkout(code, warm)).await,
         };
-        let wait = inner.settings.acquire_timeout;
-        match tokio::time::timeout(wait, inner.checkout(code, active)).await {
-            Ok(object) => {
-                let object = object?;
-                inner.counters.record_wait(started.elapsed());
-                let (object, returned) = object;
-                Ok(TenantClient::new(object, inner.admission.clone(), returned))
-            }
-            Err(_) => {
-                Counters::bump(&inner.counters.budget_timeouts);
-                Err(PoolError::Busy {
-                    code: code.clone(),
-                    waited: wait,
-                    budget: inner.admission.total(),
-                })
-            }
-        }
+        let (object, returned) = object?;
+        inner.counters.record_wait(started.elapsed());
+        Ok(TenantClient::new(object, inner.admission.clone(), returned))
     }
 
     /// Forgets the tenant's lookup and closes its pool (its status changed).
@@ -332,32 +312,98 @@ impl PoolsInner {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// A connection of the tenant's pool (and the pool's return signal).
-    /// When the budget is full and the tenant holds its fair share, waits
-    /// for one of its own connections to come back.
+    /// The tenant's pool when it can be used without reading its route: no
+    /// invalidation since its route was read, less than [`route::ROUTE_TTL`]
+    /// ago. One cache lookup: the hot path of a warm tenant.
+    async fn current_pool(&self, code: &TenantCode) -> Option<Arc<TenantPool>> {
+        let pool = self.pools.get(code).await?;
+        let now = self.now_ms();
+        let ttl = u64::try_from(route::ROUTE_TTL.as_millis()).unwrap_or(u64::MAX);
+        if !pool.is_current(self.routes.epoch(), now, ttl) {
+            return None;
+        }
+        pool.touch(now);
+        Some(pool)
+    }
+
+    /// `checkout` bounded by the acquire timeout (a retryable busy error).
+    async fn timed(
+        &self,
+        code: &TenantCode,
+        checkout: impl Future<Output = Result<Checkout, PoolError>>,
+    ) -> Result<Checkout, PoolError> {
+        let wait = self.settings.acquire_timeout;
+        tokio::time::timeout(wait, checkout).await.map_err(|_| {
+            Counters::bump(&self.counters.budget_timeouts);
+            PoolError::Busy {
+                code: code.clone(),
+                waited: wait,
+                budget: self.admission.total(),
+            }
+        })?
+    }
+
+    /// A connection of the tenant's pool: of `warm` (a current pool) if
+    /// given, else after reading its route (refused tenants are refused
+    /// here), again when the pool found was closed under our feet.
     async fn checkout(
         &self,
         code: &TenantCode,
-        route: &ActiveRoute,
-    ) -> Result<(TenantObject, Arc<Notify>), PoolError> {
+        warm: Option<Arc<TenantPool>>,
+    ) -> Result<Checkout, PoolError> {
+        if let Some(pool) = warm {
+            match self.checkout_from(code, pool).await {
+                Err(PoolError::Closed) if !*self.shutdown.borrow() => {}
+                other => return other,
+            }
+        }
         let mut closed = 0;
         while closed < CHECKOUT_ATTEMPTS {
-            let pool = self.pool(code, route).await?;
-            pool.touch(self.now_ms());
+            let epoch = self.routes.epoch();
+            let route = self.routes.get(code).await?;
+            let active = route_to_active(code, &route)?;
+            let pool = self.pool(code, active).await?;
+            pool.validate(epoch, self.now_ms());
+            match self.checkout_from(code, pool).await {
+                Err(PoolError::Closed) if !*self.shutdown.borrow() => closed += 1,
+                other => return other,
+            }
+        }
+        Err(PoolError::Closed)
+    }
+
+    /// A connection of `pool` (and the pool's return signal). When the budget
+    /// is full and the tenant holds its fair share, waits for one of its own
+    /// connections to come back: a returned connection wakes a waiter of its
+    /// tenant directly. [`PoolError::Closed`] when the pool was closed.
+    async fn checkout_from(
+        &self,
+        code: &TenantCode,
+        pool: Arc<TenantPool>,
+    ) -> Result<Checkout, PoolError> {
+        pool.touch(self.now_ms());
+        loop {
             let returned = pool.returned().notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
             match pool.get().await {
                 Ok(object) => return Ok((object, pool.returned().clone())),
                 Err(deadpool::managed::PoolError::Backend(PoolError::Saturated)) => {
+                    // An idle connection came back meanwhile: take it now.
+                    if pool.has_idle() {
+                        continue;
+                    }
+                    Counters::bump(&self.counters.own_connection_waits);
                     let _ = tokio::time::timeout(OWN_CONNECTION_RETRY, returned).await;
                 }
-                Err(deadpool::managed::PoolError::Closed) => closed += 1,
+                Err(deadpool::managed::PoolError::Closed) => return Err(PoolError::Closed),
                 Err(deadpool::managed::PoolError::Backend(error)) => return Err(error),
-                Err(other) => return Err(PoolError::Checkout(other.to_string())),
+                Err(other) => {
+                    tracing::debug!(tenant = %code, error = %other, "tenant pool failure");
+                    return Err(PoolError::Checkout(other.to_string()));
+                }
             }
         }
-        Err(PoolError::Closed)
     }
 
     /// The tenant's pool, created once however many requests ask at the same time.
@@ -431,6 +477,25 @@ impl PoolsInner {
         self.counters
             .idle_connection_closes
             .fetch_add(closed as u64, Ordering::Relaxed);
+    }
+}
+
+/// A checked-out connection and its pool's return signal.
+type Checkout = (TenantObject, Arc<Notify>);
+
+/// The active route of `code`, or the error its route answers.
+fn route_to_active<'a>(code: &TenantCode, route: &'a Route) -> Result<&'a ActiveRoute, PoolError> {
+    match route {
+        Route::Active(active) => Ok(active),
+        Route::Refused(status) => Err(PoolError::Refused {
+            code: code.clone(),
+            status: *status,
+        }),
+        Route::Unknown => Err(PoolError::Unknown(code.clone())),
+        Route::Quarantined(reason) => Err(PoolError::UnderMaintenance {
+            code: code.clone(),
+            reason: reason.clone(),
+        }),
     }
 }
 

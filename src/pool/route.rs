@@ -25,7 +25,7 @@ use crate::server::Server;
 use crate::tenant::{Tenant, TenantCode, TenantStatus};
 
 /// Longest a cached lookup is trusted without a notification.
-const ROUTE_TTL: Duration = Duration::from_secs(60);
+pub(crate) const ROUTE_TTL: Duration = Duration::from_secs(60);
 /// Catalog lookups running at once (cold routes), so a burst of new tenants
 /// takes few AUTH connections.
 const LOAD_CONCURRENCY: usize = 4;
@@ -140,6 +140,12 @@ impl Routes {
             }
             status => Route::Refused(status),
         }
+    }
+
+    /// The invalidation epoch: it changes whenever any route is forgotten,
+    /// so a pool validated at this epoch is current while it stays.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Forgets the tenant's route.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Config, Connection, NoTls, Socket};
@@ -121,7 +122,8 @@ impl managed::Manager for TenantManager {
 
 impl TenantManager {
     /// Opens a connection within the cold-start cap, for a tenant that has
-    /// `open` connections. A server refusing for want of free slots (other
+    /// `open` connections (growth takes a free slot or waits for one of the
+    /// tenant's own connections, see [`Admission::cold_start`]). A server refusing for want of free slots (other
     /// clients hold them) makes room through [`Admission::server_refused`]
     /// and is tried again shortly; when there is no room to make, a tenant
     /// that has connections waits for its own ([`PoolError::Saturated`]).
@@ -134,7 +136,7 @@ impl TenantManager {
     ) -> Result<(tokio_postgres::Client, Connection<Socket, NoTlsStream>), PoolError> {
         let mut backoff = Backoff::new(CONNECT_RETRY, CONNECT_RETRY_MAX);
         loop {
-            let slot = self.admission.cold_start().await?;
+            let slot = self.admission.cold_start(open, &self.counters).await?;
             let in_flight = InFlight::start(&self.counters);
             let connected = self.config.connect(NoTls).await;
             drop((in_flight, slot));
@@ -317,6 +319,11 @@ pub(crate) struct TenantPool {
     open: Arc<AtomicUsize>,
     returned: Arc<Notify>,
     last_used_ms: AtomicU64,
+    /// The routes' epoch and the time (pool clock, ms) at which the tenant's
+    /// route was last read for this pool: the fast path trusts the pool
+    /// alone while no invalidation happened since and the route is fresh.
+    validated_epoch: AtomicU64,
+    validated_ms: AtomicU64,
     closed: AtomicBool,
     counters: Arc<Counters>,
 }
@@ -351,6 +358,8 @@ impl TenantPool {
             open,
             returned: Arc::new(Notify::new()),
             last_used_ms: AtomicU64::new(0),
+            validated_epoch: AtomicU64::new(u64::MAX),
+            validated_ms: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             counters,
         })
@@ -360,6 +369,32 @@ impl TenantPool {
     /// admission if a new connection is needed).
     pub async fn get(&self) -> Result<TenantObject, managed::PoolError<PoolError>> {
         self.pool.get().await
+    }
+
+    /// An idle connection checked out without waiting, if there is one
+    /// (no timer, no admission: the hot path of a warm tenant).
+    pub fn try_idle(&self) -> Option<TenantObject> {
+        if !self.has_idle() {
+            return None;
+        }
+        // With an idle connection the checkout completes on its first poll;
+        // if another request took it meanwhile, the attempt is dropped.
+        self.pool.get().now_or_never()?.ok()
+    }
+
+    /// Records that the tenant's route was read at `epoch` (of the routes'
+    /// invalidations) and `now_ms` for this pool.
+    pub fn validate(&self, epoch: u64, now_ms: u64) {
+        self.validated_epoch.store(epoch, Ordering::Relaxed);
+        self.validated_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the pool may be used without reading the route: validated at
+    /// `epoch` (no invalidation since), less than `ttl_ms` ago, not closed.
+    pub fn is_current(&self, epoch: u64, now_ms: u64, ttl_ms: u64) -> bool {
+        self.validated_epoch.load(Ordering::Relaxed) == epoch
+            && now_ms.saturating_sub(self.validated_ms.load(Ordering::Relaxed)) < ttl_ms
+            && !self.is_closed()
     }
 
     /// Signalled when one of this tenant's connections is returned.

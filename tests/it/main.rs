@@ -24,4 +24,5 @@ mod lifecycle;
 mod logging;
 mod pool;
 mod provisioning;
+mod restart;
 mod robustness;

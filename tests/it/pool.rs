@@ -525,3 +525,123 @@ async fn a_shared_server_with_fewer_free_slots_than_the_budget_still_serves_ever
     orchestrator.close();
     drop_tenant_databases(&env).await;
 }
+
+/// Settings of the small-budget tests below: a budget of 3 (also the tenant
+/// cap), a short acquire timeout.
+async fn small_budget(env: &mut TestEnv) -> (Orchestrator, Vec<TenantCode>) {
+    env.set("TENANTD_MAX_CONNECTIONS", "3")
+        .set("TENANTD_TENANT_MAX_CONNECTIONS", "3");
+    if !env.vars().contains_key("TENANTD_ACQUIRE_TIMEOUT_MS") {
+        env.set("TENANTD_ACQUIRE_TIMEOUT_MS", "300");
+    }
+    let orchestrator = env.orchestrator().await;
+    let codes = create_tenants(&orchestrator, env, 3).await;
+    (orchestrator, codes)
+}
+
+/// How long a tenant must go unused to count as stale (it left the working set).
+const STALE: Duration = Duration::from_millis(1_200);
+
+#[tokio::test]
+async fn a_tenant_at_its_fair_share_grows_into_the_idle_connection_of_a_tenant_that_left() {
+    let mut env = TestEnv::new();
+    let (orchestrator, codes) = small_budget(&mut env).await;
+    let (hot, left) = (&codes[0], &codes[1]);
+    select_one(&orchestrator, left).await.unwrap();
+    let h1 = orchestrator.tenant_client(hot).await.unwrap();
+    let h2 = orchestrator.tenant_client(hot).await.unwrap();
+    // Full budget (2 + 1), two holders: `hot` holds more than its share, and
+    // `left` was used a moment ago: it is not taken.
+    let busy = orchestrator.tenant_client(hot).await.unwrap_err();
+    assert!(matches!(busy, Error::Busy { .. }), "{busy}");
+    assert_eq!(orchestrator.pool_stats().tenant_open(left), 1);
+
+    // Once `left` has been unused for a while, its idle connection is taken
+    // instead of making `hot` wait for one of its own.
+    tokio::time::sleep(STALE).await;
+    let h3 = orchestrator.tenant_client(hot).await.unwrap();
+    let stats = orchestrator.pool_stats();
+    assert_eq!(stats.tenant_open(left), 0, "{stats:?}");
+    assert_eq!(stats.tenant_open(hot), 3, "{stats:?}");
+    assert_eq!(stats.stale_evictions, 1, "{stats:?}");
+    assert!(stats.peak_open_connections <= 3, "{stats:?}");
+    drop((h1, h2, h3));
+    orchestrator.close();
+}
+
+#[tokio::test]
+async fn the_idle_connection_of_a_tenant_that_left_goes_before_a_hot_tenants_spare_one() {
+    let mut env = TestEnv::new();
+    let (orchestrator, codes) = small_budget(&mut env).await;
+    let (hot, left, new) = (&codes[0], &codes[1], &codes[2]);
+    select_one(&orchestrator, left).await.unwrap();
+    tokio::time::sleep(STALE).await;
+    // `hot` has two connections, both idle now, and was used just now.
+    let (h1, h2) = (
+        orchestrator.tenant_client(hot).await.unwrap(),
+        orchestrator.tenant_client(hot).await.unwrap(),
+    );
+    drop((h1, h2));
+    assert_eq!(orchestrator.pool_stats().tenant_open(hot), 2);
+
+    select_one(&orchestrator, new).await.unwrap();
+    let stats = orchestrator.pool_stats();
+    assert_eq!(
+        stats.tenant_open(left),
+        0,
+        "the stale tenant made room: {stats:?}"
+    );
+    assert_eq!(
+        stats.tenant_open(hot),
+        2,
+        "the hot tenant kept both: {stats:?}"
+    );
+    assert_eq!(stats.stale_evictions, 1, "{stats:?}");
+    orchestrator.close();
+}
+
+#[tokio::test]
+async fn a_returned_connection_wakes_a_waiter_of_its_tenant_at_once() {
+    let mut env = TestEnv::new();
+    env.set("TENANTD_ACQUIRE_TIMEOUT_MS", "5000");
+    let (orchestrator, codes) = small_budget(&mut env).await;
+    let (hot, other) = (&codes[0], &codes[1]);
+    let o1 = orchestrator.tenant_client(other).await.unwrap();
+    let held = vec![
+        orchestrator.tenant_client(hot).await.unwrap(),
+        orchestrator.tenant_client(hot).await.unwrap(),
+    ];
+    // Full budget, `hot` beyond its share and nobody stale: its requests
+    // wait for its own connections.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let (orchestrator, hot) = (orchestrator.clone(), hot.clone());
+            tokio::spawn(async move {
+                let client = orchestrator.tenant_client(&hot).await.unwrap();
+                let woke = Instant::now();
+                drop(client);
+                woke
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let returned = Instant::now();
+    drop(held);
+    for waiter in waiters {
+        let woke = waiter.await.unwrap();
+        let delay = woke.duration_since(returned);
+        assert!(
+            delay < Duration::from_millis(15),
+            "a waiter got the returned connection {delay:?} later"
+        );
+    }
+    let stats = orchestrator.pool_stats();
+    assert!(stats.waits.own_connection >= 2, "{stats:?}");
+    assert_eq!(
+        stats.tenant_open(hot),
+        2,
+        "no connection was opened: {stats:?}"
+    );
+    drop(o1);
+    orchestrator.close();
+}
