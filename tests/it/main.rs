@@ -12,6 +12,7 @@ mod devcluster;
 mod fleet;
 mod http_auth;
 mod http_lifecycle;
+mod http_limits;
 mod http_migrations;
 mod http_requests;
 mod http_sql;
