@@ -13,7 +13,8 @@
 //! `api_keys`, `sql` (with its statement gate, `sql_guard`, and the
 //! JSON ↔ PostgreSQL value mapping, `sql_values`), `health`, `metrics`,
 //! `openapi`, `migrations` and `operations` (fleet runs in flight:
-//! `runs`). Around them: `auth` (who is calling), `ratelimit` (requests
+//! `runs`). Around them: `auth` (who is calling), `auth_failures` (failed
+//! authentications per client address), `ratelimit` (requests
 //! per tenant by plan), `state` (the handles every handler shares),
 //! `error` (every failure as problem+json), `extract` (rejections as
 //! problem+json) and `serve` (`tenantd serve`: signals, printing the
@@ -23,6 +24,7 @@
 
 mod api_keys;
 mod auth;
+mod auth_failures;
 mod connection;
 mod error;
 mod extract;

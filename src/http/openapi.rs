@@ -3,7 +3,8 @@
 //! drift from the code.
 //!
 //! The answers every route of a kind gives the same way — 401 on a route
-//! that takes credentials, 403 on an admin route, 400/413/415/422 on a JSON
+//! that takes credentials (and 429: failed authentications per address), 403
+//! on an admin route, 400/408/413/415/422 on a JSON
 //! body, 400 on a query or an id, the tenant-code pattern on `{code}` — are
 //! added by [`complete`] from the same rules the extractors and the
 //! authentication apply, rather than repeated on every handler.
@@ -117,6 +118,10 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
     let mut answers: Vec<(&str, &str)> = Vec::new();
     if secured {
         answers.push(("401", "No or unknown credentials"));
+        answers.push((
+            "429",
+            "Too many failed authentications from this address, or the tenant's plan rate is spent (Retry-After)",
+        ));
     }
     if secured && admin {
         answers.push(("403", "Not an admin key"));
@@ -124,6 +129,10 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
     if has_body {
         answers.extend([
             ("400", "Malformed JSON body"),
+            (
+                "408",
+                "Body not received whole within TENANTD_HTTP_BODY_TIMEOUT_MS",
+            ),
             ("413", "Body larger than TENANTD_HTTP_BODY_LIMIT"),
             ("415", "Body not sent as application/json"),
             ("422", "Invalid or unknown member"),

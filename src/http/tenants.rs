@@ -295,12 +295,14 @@ async fn resume_tenant(
     ))
 }
 
-/// Connection settings of a tenant's database (admin, or that tenant's own key).
+/// Connection settings of a tenant's database, its role's password
+/// included: for an admin API key or that tenant's own API key; a JWT (a
+/// user's session) is refused with 403.
 #[utoipa::path(get, path = "/v1/tenants/{code}/connection", tag = "tenants",
     params(("code" = String, Path)), security(("bearer" = [])),
     responses(
-        (status = 200, description = "How to connect as the tenant's role", body = TenantConnection),
-        (status = 403, description = "Another tenant's credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "How to connect as the tenant's role (password included): admin API key or that tenant's own API key", body = TenantConnection),
+        (status = 403, description = "Another tenant's API key, or a JWT (a JWT never reads the role's password)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn tenant_connection(
@@ -309,13 +311,7 @@ async fn tenant_connection(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let code = tenant_code(&code)?;
-    if let Caller::Tenant(tenant) = &caller
-        && tenant.code != code
-    {
-        return Err(ApiError::forbidden(
-            "a tenant credential reaches only its own tenant's connection",
-        ));
-    }
+    caller.may_read_connection(&code)?;
     let connection = state.orchestrator().tenant_connection(&code).await?;
     let mut response = Json(connection).into_response();
     response

@@ -11,6 +11,7 @@ mod crash;
 mod devcluster;
 mod fleet;
 mod http_auth;
+mod http_credentials;
 mod http_lifecycle;
 mod http_limits;
 mod http_migrations;
