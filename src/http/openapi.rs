@@ -72,6 +72,7 @@ const TENANT_CODE_PATTERN: &str = "^[a-z][a-z0-9_]{1,39}$";
 /// Adds to every operation of `doc` (a JSON OpenAPI document) the answers
 /// that follow from its kind, where the handler did not state them itself.
 pub fn complete(doc: &mut serde_json::Value) {
+    refine_schemas(doc);
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return;
     };
@@ -154,6 +155,30 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
         responses
             .entry(status)
             .or_insert_with(|| problem_response(description));
+    }
+}
+
+/// States in the body schemas the rules the derive cannot: a tenant key
+/// names its tenant and an admin key none; a PATCH changes something; the
+/// tenant codes of a fleet run follow the code pattern.
+fn refine_schemas(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut doc["components"]["schemas"];
+    if schemas.get("CreateKey").is_some() {
+        let code = json!({ "type": "string", "pattern": TENANT_CODE_PATTERN });
+        schemas["CreateKey"]["oneOf"] = json!([
+            { "properties": { "scope": { "const": "admin" }, "tenant": { "type": "null" } },
+              "required": ["scope"] },
+            { "properties": { "scope": { "const": "tenant" }, "tenant": code },
+              "required": ["scope", "tenant"] },
+        ]);
+    }
+    if schemas.get("PatchTenant").is_some() {
+        schemas["PatchTenant"]["minProperties"] = 1.into();
+    }
+    let tenants = &mut schemas["RunRequest"]["properties"]["tenants"];
+    if tenants.is_object() {
+        tenants["items"]["pattern"] = TENANT_CODE_PATTERN.into();
     }
 }
 
