@@ -14,10 +14,13 @@ pub struct HttpSettings {
     pub jwt: JwtRules,
     /// `TENANTD_HTTP_BODY_LIMIT`: largest request body, in bytes.
     pub body_limit: usize,
-    /// `TENANTD_SQL_TIMEOUT_MS`: statement timeout of `POST /v1/sql`.
+    /// `TENANTD_SQL_TIMEOUT_MS`: statement timeout of tenant connections
+    /// (also [`super::PoolSettings::statement_timeout`]).
     pub sql_timeout_ms: u64,
     /// `TENANTD_SQL_MAX_ROWS`: rows returned at most by `POST /v1/sql`.
     pub sql_max_rows: usize,
+    /// `TENANTD_SQL_MAX_BYTES`: bytes of row data returned at most by `POST /v1/sql`.
+    pub sql_max_bytes: usize,
     /// `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE`: tenant-routed requests
     /// per second (and burst) by plan.
     pub rate_per_plan: [u32; 3],
@@ -88,6 +91,7 @@ impl HttpSettings {
             body_limit: count("TENANTD_HTTP_BODY_LIMIT", 1 << 20)?,
             sql_timeout_ms: count("TENANTD_SQL_TIMEOUT_MS", 5_000)? as u64,
             sql_max_rows: count("TENANTD_SQL_MAX_ROWS", 1_000)?,
+            sql_max_bytes: count("TENANTD_SQL_MAX_BYTES", 16 << 20)?,
             rate_per_plan: [
                 rate(get, "TENANTD_RATE_FREE", 20)?,
                 rate(get, "TENANTD_RATE_PRO", 100)?,

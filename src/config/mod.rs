@@ -22,8 +22,9 @@
 //! | `TENANTD_HTTP_HEADER_TIMEOUT_MS` | `10000` | a request head must arrive whole within this time of its first byte (of the connection's start for the first request) |
 //! | `TENANTD_HTTP_BODY_TIMEOUT_MS` | `30000` | a request body must arrive whole within this time of its head (408 after) |
 //! | `TENANTD_HTTP_IDLE_TIMEOUT_MS` | `60000` | a kept-alive connection without a request is closed after this time |
-//! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of `POST /v1/sql` |
+//! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of every tenant connection tenantd hands out (`POST /v1/sql`, the library's tenant clients); a startup option the tenant cannot lift |
 //! | `TENANTD_SQL_MAX_ROWS` | `1000` | rows returned at most by `POST /v1/sql` |
+//! | `TENANTD_SQL_MAX_BYTES` | `16777216` | bytes of row data returned at most by `POST /v1/sql` (as the server sends the values) |
 //! | `TENANTD_RATE_FREE` / `_PRO` / `_ENTERPRISE` | `20` / `100` / `1000` | tenant-routed requests per second by plan |
 //! | `TENANTD_AUTH_CACHE_SECS` | `5` | how long a verified API key is trusted before re-reading the catalog |
 //! | `TENANTD_LOG_FORMAT` | text | `json` for JSON logs |
@@ -119,10 +120,16 @@ pub struct PoolSettings {
     pub idle: Duration,
     /// New server connections being opened at once.
     pub cold_start_concurrency: usize,
+    /// `TENANTD_SQL_TIMEOUT_MS`: the statement timeout of every tenant
+    /// connection, a startup option that survives the session reset.
+    pub statement_timeout: Duration,
 }
 
 impl PoolSettings {
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        statement_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
         let max_connections = get("TENANTD_MAX_CONNECTIONS")
             .map(|raw| parse_count("TENANTD_MAX_CONNECTIONS", Some(raw), 1))
             .transpose()?;
@@ -158,6 +165,7 @@ impl PoolSettings {
                 get("TENANTD_COLD_START_CONCURRENCY"),
                 8,
             )?,
+            statement_timeout,
         })
     }
 }
@@ -194,6 +202,8 @@ impl Settings {
                  (use at least 32 random characters, e.g. `openssl rand -hex 32`)",
             ));
         }
+        let http = HttpSettings::from_lookup(&get)?;
+        let statement_timeout = Duration::from_millis(http.sql_timeout_ms);
         let settings = Self {
             server,
             auth_db: database_name("DB_AUTH_NAME", get("DB_AUTH_NAME"), "tenantd_auth")?,
@@ -202,13 +212,13 @@ impl Settings {
             secret,
             listen: parse_listen(get("TENANTD_LISTEN"))?,
             migrations_dir: get("TENANTD_MIGRATIONS_DIR").map(PathBuf::from),
-            http: HttpSettings::from_lookup(&get)?,
+            http,
             migrate_connections: parse_count(
                 "TENANTD_MIGRATE_CONNECTIONS",
                 get("TENANTD_MIGRATE_CONNECTIONS"),
                 8,
             )?,
-            pool: PoolSettings::from_lookup(get)?,
+            pool: PoolSettings::from_lookup(get, statement_timeout)?,
         };
         settings.check_names_distinct()?;
         Ok(settings)

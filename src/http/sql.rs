@@ -8,21 +8,22 @@
 //! Bind/Execute/Sync, which the server commits or rolls back before it
 //! answers: the connection goes back idle, never inside a transaction (the
 //! guard refuses `BEGIN` and every other transaction control). The
-//! connection's session `statement_timeout` is set to
-//! `TENANTD_SQL_TIMEOUT_MS` before every statement
-//! ([`TenantClient::statement_timeout_setter`], prepared once per connection
-//! and pipelined with the statement, so it costs no round trip): the guard
-//! refuses `SET` and `set_config`, but a function the tenant wrote may
-//! change the session's timeout, so the value left by an earlier request
-//! is never trusted. At most
-//! `TENANTD_SQL_MAX_ROWS` rows come back. A request dropped half-way (client
-//! gone) discards its connection instead of returning it with a statement
-//! still running.
+//! statement timeout (`TENANTD_SQL_TIMEOUT_MS`) is a startup option of the
+//! pool's connections, and the session reset is pipelined behind the
+//! statement ([`TenantClient::reset_session`], no extra round trip): what a
+//! function the tenant wrote changed in the session (settings, timeout,
+//! role, temporary tables…) never reaches the next request. At most
+//! `TENANTD_SQL_MAX_ROWS` rows and `TENANTD_SQL_MAX_BYTES` bytes of row data
+//! come back (`truncated`, with the cap in `truncated_reason`); the rest of
+//! the reply is still read, so that a statement failing after the caps, or
+//! at its COMMIT, is answered with its error. A request dropped half-way
+//! (client gone) discards its connection instead of returning it with a
+//! statement still running.
 
 use crate::pool::TenantClient;
 use axum::Json;
 use axum::extract::State;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Statement;
@@ -72,8 +73,21 @@ pub struct SqlResult {
     pub rows: Vec<Vec<Value>>,
     /// Rows returned, or rows affected for INSERT/UPDATE/DELETE.
     pub row_count: u64,
-    /// True when more rows existed than `TENANTD_SQL_MAX_ROWS`.
+    /// True when the result held more than the rows returned.
     pub truncated: bool,
+    /// Which cap cut the result, when `truncated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_reason: Option<Truncation>,
+}
+
+/// The cap that cut a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    /// More rows than `TENANTD_SQL_MAX_ROWS`.
+    Rows,
+    /// More row data than `TENANTD_SQL_MAX_BYTES` bytes.
+    Bytes,
 }
 
 /// The route of this module.
@@ -106,13 +120,12 @@ async fn run_sql(
     let client = state.orchestrator().tenant_client(&caller.code).await?;
     let settings = state.settings();
     let mut guard = ConnectionGuard(Some(client));
-    let result = run(
-        guard.client()?,
-        &request,
-        settings.sql_timeout_ms,
-        settings.sql_max_rows,
-    )
-    .await;
+    let limits = Limits {
+        timeout_ms: settings.sql_timeout_ms,
+        max_rows: settings.sql_max_rows,
+        max_bytes: settings.sql_max_bytes,
+    };
+    let result = run(guard.client()?, &request, limits).await;
     match result {
         Ok(result) => {
             guard.release();
@@ -137,17 +150,16 @@ enum RunError {
 async fn run(
     client: &TenantClient,
     request: &SqlRequest,
-    timeout_ms: u64,
-    max_rows: usize,
+    limits: Limits,
 ) -> Result<SqlResult, RunError> {
     // Prepared outside the transaction: a refused statement leaves nothing to
     // roll back, and a cached one costs no round trip.
     let statement = prepare(client, &request.sql)
         .await
-        .map_err(|error| refused(&error, &request.sql, timeout_ms))?;
+        .map_err(|error| refused(&error, &request.sql, limits.timeout_ms))?;
     let params = bind_all(&statement, &request.params)
         .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
-    execute(client, &statement, &params, timeout_ms, max_rows).await
+    execute(client, &statement, &params, limits).await
 }
 
 /// Maps a failed prepare. A second statement is refused by the server with
@@ -194,25 +206,20 @@ fn bind_all(statement: &Statement, params: &[Value]) -> Result<Vec<Param>, Strin
         .collect()
 }
 
-/// Sets the session's statement timeout and runs the prepared statement,
-/// each in one Bind/Execute/Sync of its own, pipelined: both leave in one
-/// write and come back in one round trip, and the statement runs in an
-/// implicit transaction the server has ended when it answers.
+/// Runs the prepared statement in one Bind/Execute/Sync and the session
+/// reset ([`TenantClient::reset_session`]) behind it, pipelined: both leave
+/// in one write and come back in one round trip. The statement runs in an
+/// implicit transaction the server has ended when it answers; its whole
+/// reply is read, rows beyond the caps included (and dropped), so that an
+/// error raised after them — by a later row or by the COMMIT — is answered
+/// as the error it is.
 async fn execute(
     client: &TenantClient,
     statement: &Statement,
     params: &[Param],
-    timeout_ms: u64,
-    max_rows: usize,
+    limits: Limits,
 ) -> Result<SqlResult, RunError> {
-    let set_timeout =
-        client
-            .statement_timeout_setter()
-            .await
-            .map_err(|error| match error.as_db_error() {
-                Some(_) => RunError::Clean(from_statement(&error, timeout_ms)),
-                None => RunError::Dirty(from_statement(&error, timeout_ms)),
-            })?;
+    let timeout_ms = limits.timeout_ms;
     let rows = async {
         let stream = client
             .query_raw(
@@ -223,20 +230,16 @@ async fn execute(
             )
             .await?;
         futures::pin_mut!(stream);
-        let rows: Vec<_> = stream.as_mut().take(max_rows + 1).try_collect().await?;
-        Ok::<_, tokio_postgres::Error>((rows, stream.rows_affected()))
+        let kept = keep_within(stream.as_mut(), limits).await?;
+        Ok::<_, tokio_postgres::Error>((kept, stream.rows_affected()))
     };
-    // Polled in order: the timeout is sent first, then the statement.
-    let (limited, rows) = futures::future::join(
-        client.execute(&set_timeout, &[&timeout_ms.to_string()]),
-        rows,
-    )
-    .await;
-    if let Err(error) = limited {
-        // The statement ran (or is running) with an unknown timeout.
+    // Polled in order: the statement is sent first, then the reset.
+    let (rows, reset) = futures::future::join(rows, client.reset_session()).await;
+    if let Err(error) = reset {
+        // The session may hold what the statement left in it.
         return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
     }
-    let (mut rows, affected) = match rows {
+    let (kept, affected) = match rows {
         Ok(found) => found,
         // The server answered: it rolled the statement back and is idle.
         Err(error) if error.as_db_error().is_some() => {
@@ -245,8 +248,6 @@ async fn execute(
         }
         Err(error) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
     };
-    let truncated = rows.len() > max_rows;
-    rows.truncate(max_rows);
     let columns = statement
         .columns()
         .iter()
@@ -255,7 +256,8 @@ async fn execute(
             type_name: c.type_().name().to_owned(),
         })
         .collect();
-    let values = rows
+    let values = kept
+        .rows
         .iter()
         .map(|row| (0..row.len()).map(|i| sql_values::column(row, i)).collect())
         .collect::<Result<Vec<Vec<Value>>, String>>()
@@ -269,8 +271,50 @@ async fn execute(
         columns,
         rows: values,
         row_count,
-        truncated,
+        truncated: kept.truncated.is_some(),
+        truncated_reason: kept.truncated,
     })
+}
+
+/// The caps of one request.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    timeout_ms: u64,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+/// The rows kept within the caps, and which cap cut the rest.
+struct Kept {
+    rows: Vec<tokio_postgres::Row>,
+    truncated: Option<Truncation>,
+}
+
+/// Reads the whole reply of `stream`, keeping rows while both caps allow.
+async fn keep_within(
+    mut stream: std::pin::Pin<&mut tokio_postgres::RowStream>,
+    limits: Limits,
+) -> Result<Kept, tokio_postgres::Error> {
+    let mut kept = Kept {
+        rows: Vec::new(),
+        truncated: None,
+    };
+    let mut bytes = 0;
+    while let Some(row) = stream.try_next().await? {
+        if kept.truncated.is_some() {
+            continue;
+        }
+        let size = sql_values::row_size(&row);
+        if kept.rows.len() == limits.max_rows {
+            kept.truncated = Some(Truncation::Rows);
+        } else if bytes + size > limits.max_bytes {
+            kept.truncated = Some(Truncation::Bytes);
+        } else {
+            bytes += size;
+            kept.rows.push(row);
+        }
+    }
+    Ok(kept)
 }
 
 /// A schema change invalidates cached plans: forget them so the next call re-prepares.

@@ -105,6 +105,31 @@ impl ToSql for Null {
     to_sql_checked!();
 }
 
+/// Bytes of data in `row`, as the server sent its values (NULLs count 0).
+pub fn row_size(row: &Row) -> usize {
+    (0..row.len())
+        .map(|i| {
+            row.try_get::<_, Option<RawSize>>(i)
+                .ok()
+                .flatten()
+                .map_or(0, |size| size.0)
+        })
+        .sum()
+}
+
+/// The size of a value in the server's encoding, whatever its type.
+struct RawSize(usize);
+
+impl<'a> FromSql<'a> for RawSize {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(Self(raw.len()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
 /// The JSON value of column `i` of `row`.
 pub fn column(row: &Row, i: usize) -> Result<Value, String> {
     let ty = row.columns()[i].type_();

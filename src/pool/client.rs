@@ -2,16 +2,17 @@
 //! deadpool-postgres's [`ClientWrapper`] (and so to a
 //! [`tokio_postgres::Client`]); dropping it returns the connection to its
 //! pool and tells a request waiting for the budget that an idle connection
-//! may now be closed to make room.
+//! may now be closed to make room. Its session is reset before anybody else
+//! uses it (see [`super::session`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::Notify;
-use tokio_postgres::Statement;
 
 use super::budget::Admission;
+use super::session::{self, Reset};
 use super::tenant_pool::TenantObject;
 
 /// A pooled connection to a tenant's database, as the tenant's own role.
@@ -28,6 +29,7 @@ impl TenantClient {
         admission: Arc<Admission>,
         tenant: Arc<Notify>,
     ) -> Self {
+        object.session.checked_out();
         Self {
             object,
             _returned: ReturnSignal { admission, tenant },
@@ -44,22 +46,17 @@ impl TenantClient {
     }
 }
 
-/// Makes `$1` (milliseconds, as text) the session's `statement_timeout`.
-/// Schema-qualified, so that a tenant's own `set_config` and `search_path`
-/// cannot stand in for it.
-const SET_STATEMENT_TIMEOUT: &str = "SELECT pg_catalog.set_config('statement_timeout', $1, false)";
-
 impl TenantClient {
-    /// The prepared statement that sets the session's `statement_timeout`
-    /// (its one parameter is the value in milliseconds, as text), cached
-    /// with the connection's other statements. Run it before every
-    /// statement whose timeout matters, pipelined in the same write: the
-    /// session setting cannot be trusted between two requests, since any
-    /// function a tenant calls may change it (`SET` or `set_config` inside
-    /// plpgsql). A request that is cancelled half-way must
-    /// [`TenantClient::discard`] the connection.
-    pub async fn statement_timeout_setter(&self) -> Result<Statement, tokio_postgres::Error> {
-        self.prepare_cached(SET_STATEMENT_TIMEOUT).await
+    /// Resets the session ([`session::RESET`]): call it pipelined behind the
+    /// request's last statement (polled after it, e.g. second in a
+    /// `join`), and the connection goes back clean at no extra round trip.
+    /// A connection returned without it is reset when next checked out.
+    pub async fn reset_session(&self) -> Result<(), tokio_postgres::Error> {
+        let reply = self.simple_query(session::RESET).await?;
+        if Reset::from_reply(&reply) == Reset::Clean {
+            self.object.session.reset();
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,9 @@
 //! - [`ceiling`]: the budget's effective ceiling on a shared server, lowered
 //!   when the server refuses connections (`53300`), raised back slowly.
 //! - [`metrics`]: counters and gauges, read as [`PoolStats`].
+//! - [`session`]: what a request may leave in a session, and the reset that
+//!   undoes it before the connection is used again; the statement timeout
+//!   as a startup option of every tenant connection.
 //!
 //! Pools unused for `TENANTD_POOL_IDLE_SECS` are evicted and closed (a
 //! housekeeping task drives moka's expiry); so are connections idle that long.
@@ -23,6 +26,7 @@ mod ceiling;
 mod client;
 mod metrics;
 mod route;
+mod session;
 mod tenant_pool;
 
 use std::sync::atomic::Ordering;
@@ -205,7 +209,13 @@ impl Pools {
                 deps.admin_reserve,
                 weak.clone(),
             )),
-            routes: Routes::new(deps.catalog, deps.server, deps.secret, counters.clone()),
+            routes: Routes::new(
+                deps.catalog,
+                deps.server,
+                deps.secret,
+                deps.settings.statement_timeout,
+                counters.clone(),
+            ),
             pools: pool_cache(deps.settings.idle, counters.clone()),
             counters,
             settings: deps.settings,

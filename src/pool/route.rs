@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::PoolError;
 use super::metrics::Counters;
+use super::session::startup_options;
 use crate::catalog::{Catalog, CatalogError};
 use crate::secret::MasterSecret;
 use crate::server::Server;
@@ -62,6 +63,7 @@ pub(crate) struct Routes {
     catalog: Catalog,
     server: Server,
     secret: MasterSecret,
+    statement_timeout: Duration,
     loads: Semaphore,
     epoch: AtomicU64,
     counters: Arc<Counters>,
@@ -73,6 +75,7 @@ impl Routes {
         catalog: Catalog,
         server: Server,
         secret: MasterSecret,
+        statement_timeout: Duration,
         counters: Arc<Counters>,
     ) -> Self {
         Self {
@@ -80,6 +83,7 @@ impl Routes {
             catalog,
             server,
             secret,
+            statement_timeout,
             loads: Semaphore::new(LOAD_CONCURRENCY),
             epoch: AtomicU64::new(0),
             counters,
@@ -121,9 +125,11 @@ impl Routes {
             }
             TenantStatus::Active => {
                 let password = self.secret.role_password(tenant.id);
-                let config =
+                let mut config =
                     self.server
                         .role_config(&tenant.database_name, tenant.role_name(), &password);
+                let options = startup_options(config.get_options(), self.statement_timeout);
+                config.options(&options);
                 Route::Active(ActiveRoute {
                     id: tenant.id,
                     database: tenant.database_name,

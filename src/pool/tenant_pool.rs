@@ -22,6 +22,7 @@ use super::PoolError;
 
 use super::budget::{Admission, BudgetPermit, Eviction};
 use super::metrics::Counters;
+use super::session::{self, Reset, SessionState};
 use crate::pg_error::{self, Backoff};
 use crate::tenant::TenantCode;
 
@@ -89,6 +90,7 @@ impl managed::Manager for TenantManager {
         };
         Ok(PooledConnection {
             client: ClientWrapper::new(client, tokio::spawn(held.drive())),
+            session: SessionState::default(),
             _member: PoolMember::new(self.counters.clone(), self.open.clone()),
         })
     }
@@ -96,6 +98,22 @@ impl managed::Manager for TenantManager {
     async fn recycle(&self, conn: &mut PooledConnection, _: &Metrics) -> RecycleResult<PoolError> {
         if conn.client.is_closed() {
             return Err(RecycleError::message("the server closed the connection"));
+        }
+        if conn.session.is_dirty() {
+            match session::reset(&conn.client).await {
+                Ok(Reset::Clean) => conn.session.reset(),
+                Ok(Reset::PreparedLeft(left)) => {
+                    return Err(RecycleError::message(format!(
+                        "the session keeps {left} statement(s) prepared in SQL"
+                    )));
+                }
+                Err(error) => {
+                    return Err(RecycleError::message(format!(
+                        "the session could not be reset: {}",
+                        pg_error::describe(&error)
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -231,6 +249,8 @@ impl Drop for OpenConnection {
 /// connection go (eviction decisions must not see connections being closed).
 pub struct PooledConnection {
     client: ClientWrapper,
+    /// Whether the session must be reset before the next checkout.
+    pub(super) session: SessionState,
     _member: PoolMember,
 }
 

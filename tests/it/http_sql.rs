@@ -423,3 +423,104 @@ async fn a_function_changing_the_timeout_does_not_lift_it_for_later_requests() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn results_are_capped_in_bytes_and_say_which_cap_cut_them() {
+    let server = TestServer::start_with(&[
+        ("TENANTD_SQL_MAX_BYTES", "100000"),
+        ("TENANTD_SQL_MAX_ROWS", "1000"),
+    ])
+    .await;
+    server.create_tenant("bulky", "pro").await;
+    let key = server.tenant_key("bulky").await;
+    let (status, body) = server
+        .sql(
+            &key,
+            "SELECT repeat('x', 30000) FROM generate_series(1, 10)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["truncated"], true);
+    assert_eq!(body["truncated_reason"], "bytes");
+    assert_eq!(
+        body["row_count"], 3,
+        "three rows of 30,000 bytes fit in 100,000"
+    );
+    // One value larger than the whole cap: no row, still an answer.
+    let (status, body) = server
+        .sql(&key, "SELECT repeat('x', 5000000)", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["row_count"].as_u64(),
+            body["truncated_reason"].as_str()
+        ),
+        (Some(0), Some("bytes"))
+    );
+    let (status, body) = server
+        .sql(&key, "SELECT g FROM generate_series(1, 1001) g", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["truncated_reason"], "rows");
+    let (status, body) = server
+        .sql(&key, "SELECT g FROM generate_series(1, 10) g", json!([]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["truncated"], false);
+    assert!(body.get("truncated_reason").is_none(), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_statement_failing_after_the_row_cap_or_at_commit_is_an_error() {
+    let server = TestServer::start_with(&[("TENANTD_SQL_MAX_ROWS", "10")]).await;
+    server.create_tenant("latefail", "pro").await;
+    let key = server.tenant_key("latefail").await;
+    // Rows 1..49 come back before the division by zero at row 50.
+    let (status, body) = server
+        .sql(
+            &key,
+            "SELECT 1 / (50 - g) FROM generate_series(1, 100) g",
+            json!([]),
+        )
+        .await;
+    assert_ne!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("division by zero"),
+        "{body}"
+    );
+    check_problem(&body, status);
+
+    // A deferred foreign key fails at COMMIT, after the INSERT succeeded.
+    for sql in [
+        "CREATE TABLE parents (id int PRIMARY KEY)",
+        "CREATE TABLE children (id int PRIMARY KEY, parent int REFERENCES parents \
+         DEFERRABLE INITIALLY DEFERRED)",
+    ] {
+        let (status, body) = server.sql(&key, sql, json!([])).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+    }
+    let (status, body) = server
+        .sql(
+            &key,
+            "INSERT INTO children VALUES (1, 99) RETURNING id",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    check_problem(&body, status);
+    let (status, body) = server
+        .sql(&key, "SELECT count(*)::int FROM children", json!([]))
+        .await;
+    assert_eq!(
+        (status, body["rows"][0][0].as_i64()),
+        (StatusCode::OK, Some(0)),
+        "the failed COMMIT kept nothing"
+    );
+    server.stop().await;
+}

@@ -6,6 +6,7 @@
 mod common;
 mod http_support;
 
+mod clean_connections;
 mod cli;
 mod crash;
 mod devcluster;
