@@ -14,6 +14,14 @@
 //! | `TENANTD_DEV_DIR` | `./.tenantd` | where the embedded dev cluster lives |
 //! | `JWT_SECRET` | unset: JWTs refused | HS256 key of tenant JWTs (≥ 32 bytes) |
 //! | `TENANTD_HTTP_BODY_LIMIT` | `1048576` | largest HTTP request body, bytes |
+//! | `JWT_LEEWAY_SECS` | `5` | clock skew allowed on a JWT's `exp` and `nbf` |
+//! | `JWT_MAX_LIFETIME_SECS` | `86400` | longest JWT accepted: `exp - iat` (or `exp - now` without `iat`) |
+//! | `JWT_AUDIENCE` / `JWT_ISSUER` | unset: not checked | the `aud` / `iss` a JWT must carry |
+//! | `TENANTD_AUTH_FAILURES_PER_MIN` | `30` | failed authentications per client address and minute before 429 |
+//! | `TENANTD_HTTP_MAX_CONNECTIONS` | `4096` | open HTTP connections at most (when full, the longest-waiting connection without a request is closed) |
+//! | `TENANTD_HTTP_HEADER_TIMEOUT_MS` | `10000` | a request head must arrive whole within this time of its first byte (of the connection's start for the first request) |
+//! | `TENANTD_HTTP_BODY_TIMEOUT_MS` | `30000` | a request body must arrive whole within this time of its head (408 after) |
+//! | `TENANTD_HTTP_IDLE_TIMEOUT_MS` | `60000` | a kept-alive connection without a request is closed after this time |
 //! | `TENANTD_SQL_TIMEOUT_MS` | `5000` | statement timeout of every tenant connection tenantd hands out (`POST /v1/sql`, the library's tenant clients); a startup option the tenant cannot lift |
 //! | `TENANTD_SQL_MAX_ROWS` | `1000` | rows returned at most by `POST /v1/sql` |
 //! | `TENANTD_SQL_MAX_BYTES` | `16777216` | bytes of row data returned at most by `POST /v1/sql` (as the server sends the values) |
@@ -30,7 +38,7 @@
 
 mod http_settings;
 
-pub use http_settings::HttpSettings;
+pub use http_settings::{ConnectionLimits, HttpSettings, JwtRules};
 
 use crate::error_kind::{Classify, ErrorKind};
 use std::net::SocketAddr;

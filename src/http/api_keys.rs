@@ -87,6 +87,7 @@ impl From<IssuedApiKey> for IssuedKey {
 
 /// Query of `GET /v1/api-keys`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeyQuery {
     /// Only the keys of this tenant.

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::ApiError;
+use super::request_body::BodyTimedOut;
 
 /// A JSON body (`Content-Type: application/json`), refused as problem+json.
 pub struct ApiJson<T>(pub T);
@@ -66,7 +67,14 @@ fn unsupported_media_type() -> ApiError {
 }
 
 fn bytes_rejection(rejection: &BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if timed_out(rejection) {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            "the body did not arrive whole within TENANTD_HTTP_BODY_TIMEOUT_MS; send it at once",
+        )
+    } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
@@ -144,4 +152,16 @@ where
             .map(|p| Self(p.0))
             .map_err(|e: PathRejection| ApiError::not_found(e.body_text()))
     }
+}
+
+/// Whether the body failed because its deadline passed ([`BodyTimedOut`]).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }

@@ -66,9 +66,9 @@ impl IdempotencyStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Response>,
     {
-        if key.is_empty() || key.len() > MAX_KEY_LEN {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::bad_request(format!(
-                "Idempotency-Key must be 1 to {MAX_KEY_LEN} characters"
+                "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters without spaces"
             )));
         }
         let cell = self
@@ -93,7 +93,8 @@ impl IdempotencyStore {
             (Err(()), None) => Err(ApiError::unavailable(
                 "the first request with this key failed",
             )),
-            (Ok(stored), _) if stored.request != request => Err(ApiError::invalid(
+            // 409: the key is taken by another request (no schema can say so).
+            (Ok(stored), _) if stored.request != request => Err(ApiError::conflict(
                 "this Idempotency-Key was used with a different request body; use a new key",
             )),
             (Ok(stored), _) => Ok(replay(stored, !ran)),

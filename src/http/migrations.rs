@@ -23,6 +23,7 @@ use crate::tenant::TenantCode;
 
 /// Query of `GET /v1/migrations`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
     /// Also open every tenant database and compare its migration history

@@ -13,23 +13,30 @@
 //! `api_keys`, `sql` (with its statement gate, `sql_guard`, and the
 //! JSON ↔ PostgreSQL value mapping, `sql_values`), `health`, `metrics`,
 //! `openapi`, `migrations` and `operations` (fleet runs in flight:
-//! `runs`). Around them: `auth` (who is calling), `ratelimit` (requests
+//! `runs`). Around them: `auth` (who is calling), `auth_failures` (failed
+//! authentications per client address), `ratelimit` (requests
 //! per tenant by plan), `state` (the handles every handler shares),
 //! `error` (every failure as problem+json), `extract` (rejections as
 //! problem+json) and `serve` (`tenantd serve`: signals, printing the
-//! listen address).
+//! listen address). Beneath them, `listener` (the accept loop: connection
+//! cap, shutdown), `connection` (one connection's phases and timeouts) and
+//! `request_body` (the body's deadline).
 
 mod api_keys;
 mod auth;
+mod auth_failures;
+mod connection;
 mod error;
 mod extract;
 mod health;
 mod idempotency;
+mod listener;
 mod metrics;
 mod migrations;
 mod openapi;
 mod operations;
 mod ratelimit;
+mod request_body;
 mod runs;
 mod serve;
 mod sql;
@@ -46,7 +53,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -148,26 +154,18 @@ impl Application {
         &self.orchestrator
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, finishes the
-    /// requests in flight, waits for the fleet runs started over HTTP to end
+    /// Serves until `shutdown` completes, then stops accepting, closes the
+    /// connections without a request, finishes the requests in flight, waits for the fleet runs started over HTTP to end
     /// (so their operations are closed) and closes the pools.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        // Responses leave at once, not held back by Nagle's algorithm until
-        // the client acknowledges the previous segment.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted connection");
-            }
-        });
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = self.orchestrator.settings().http.connections;
+        listener::serve(self.listener, self.router, limits, shutdown).await;
         self.runs.wait().await;
         self.orchestrator.close();
-        served.map_err(ServeError::Serve)
+        Ok(())
     }
 }
 

@@ -3,7 +3,8 @@
 //! drift from the code.
 //!
 //! The answers every route of a kind gives the same way — 401 on a route
-//! that takes credentials, 403 on an admin route, 400/413/415/422 on a JSON
+//! that takes credentials (and 429: failed authentications per address), 403
+//! on an admin route, 400/408/413/415/422 on a JSON
 //! body, 400 on a query or an id, the tenant-code pattern on `{code}` — are
 //! added by [`complete`] from the same rules the extractors and the
 //! authentication apply, rather than repeated on every handler.
@@ -71,6 +72,7 @@ const TENANT_CODE_PATTERN: &str = "^[a-z][a-z0-9_]{1,39}$";
 /// Adds to every operation of `doc` (a JSON OpenAPI document) the answers
 /// that follow from its kind, where the handler did not state them itself.
 pub fn complete(doc: &mut serde_json::Value) {
+    refine_schemas(doc);
     let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
         return;
     };
@@ -117,6 +119,10 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
     let mut answers: Vec<(&str, &str)> = Vec::new();
     if secured {
         answers.push(("401", "No or unknown credentials"));
+        answers.push((
+            "429",
+            "Too many failed authentications from this address, or the tenant's plan rate is spent (Retry-After)",
+        ));
     }
     if secured && admin {
         answers.push(("403", "Not an admin key"));
@@ -124,6 +130,10 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
     if has_body {
         answers.extend([
             ("400", "Malformed JSON body"),
+            (
+                "408",
+                "Body not received whole within TENANTD_HTTP_BODY_TIMEOUT_MS",
+            ),
             ("413", "Body larger than TENANTD_HTTP_BODY_LIMIT"),
             ("415", "Body not sent as application/json"),
             ("422", "Invalid or unknown member"),
@@ -145,6 +155,30 @@ fn complete_operation(path: &str, op: &mut serde_json::Map<String, serde_json::V
         responses
             .entry(status)
             .or_insert_with(|| problem_response(description));
+    }
+}
+
+/// States in the body schemas the rules the derive cannot: a tenant key
+/// names its tenant and an admin key none; a PATCH changes something; the
+/// tenant codes of a fleet run follow the code pattern.
+fn refine_schemas(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let schemas = &mut doc["components"]["schemas"];
+    if schemas.get("CreateKey").is_some() {
+        let code = json!({ "type": "string", "pattern": TENANT_CODE_PATTERN });
+        schemas["CreateKey"]["oneOf"] = json!([
+            { "properties": { "scope": { "const": "admin" }, "tenant": { "type": "null" } },
+              "required": ["scope"] },
+            { "properties": { "scope": { "const": "tenant" }, "tenant": code },
+              "required": ["scope", "tenant"] },
+        ]);
+    }
+    if schemas.get("PatchTenant").is_some() {
+        schemas["PatchTenant"]["minProperties"] = 1.into();
+    }
+    let tenants = &mut schemas["RunRequest"]["properties"]["tenants"];
+    if tenants.is_object() {
+        tenants["items"]["pattern"] = TENANT_CODE_PATTERN.into();
     }
 }
 

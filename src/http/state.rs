@@ -1,6 +1,6 @@
 //! [`AppState`]: the handles every handler shares — the orchestrator, the
 //! HTTP settings, the API key and JWT verifiers' caches, the per-tenant rate
-//! limiters, the idempotency store and the fleet runs started over HTTP. Callers never see a lock.
+//! limiters, the failed-authentication limiter, the idempotency store and the fleet runs started over HTTP. Callers never see a lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use uuid::Uuid;
 
+use super::auth_failures::AuthFailures;
 use super::error::ApiError;
 use super::idempotency::IdempotencyStore;
 use super::ratelimit::RateLimits;
@@ -34,6 +35,7 @@ struct Inner {
     keys: Cache<[u8; 32], Arc<ApiKeyRecord>>,
     tenant_ids: Cache<Uuid, (TenantCode, Plan)>,
     limits: RateLimits,
+    auth_failures: AuthFailures,
     idempotency: IdempotencyStore,
     runs: RunRegistry,
 }
@@ -54,6 +56,7 @@ impl AppState {
                     .time_to_live(ttl)
                     .build(),
                 limits: RateLimits::new(settings.rate_per_plan),
+                auth_failures: AuthFailures::new(settings.auth_failures_per_min),
                 idempotency: IdempotencyStore::default(),
                 runs: RunRegistry::default(),
                 settings,
@@ -74,6 +77,11 @@ impl AppState {
     /// The per-tenant rate limiters.
     pub fn limits(&self) -> &RateLimits {
         &self.inner.limits
+    }
+
+    /// Failed authentications per client address.
+    pub fn auth_failures(&self) -> &AuthFailures {
+        &self.inner.auth_failures
     }
 
     /// The idempotency store of `POST /v1/tenants`.

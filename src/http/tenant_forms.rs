@@ -32,7 +32,11 @@ pub struct CreateTenant {
     /// free (default), pro or enterprise.
     #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: Option<String>,
-    /// Administrator e-mail.
+    /// Administrator e-mail (an `@`, no white space or control character).
+    #[schema(
+        max_length = 320,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]*@[^\s\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub admin_email: Option<String>,
 }
 
@@ -70,6 +74,10 @@ pub struct PatchTenant {
     pub plan: Option<String>,
     /// New administrator e-mail; `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(
+        max_length = 320,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]*@[^\s\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub admin_email: Option<Option<String>>,
     /// New settings object (replaces the old one).
     #[schema(value_type = Option<Object>)]
@@ -130,6 +138,7 @@ impl SuspendBody {
 
 /// Query of `GET /v1/tenants`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this status (deleted and failed tenants show only when asked for).

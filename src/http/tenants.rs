@@ -106,7 +106,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Create a tenant (role, database cloned from the template, schema).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response to this key")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "Replays the first response to this key (1 to 255 visible ASCII characters, no space)")),
     responses(
         (status = 201, description = "Created", body = TenantBody, headers(("Location" = String))),
         (status = 409, description = "A live tenant has this code", body = Problem, content_type = "application/problem+json"),
@@ -226,6 +227,7 @@ async fn patch_tenant(
 
 /// Query of `DELETE /v1/tenants/{code}`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmQuery {
     /// Must repeat the tenant's code.
@@ -238,7 +240,8 @@ pub struct ConfirmQuery {
     params(("code" = String, Path), ConfirmQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "Dropped", body = TenantBody),
-        (status = 400, description = "Missing or wrong confirm", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing confirm", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "confirm does not repeat the code", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_tenant(
@@ -248,10 +251,21 @@ async fn delete_tenant(
     ApiQuery(query): ApiQuery<ConfirmQuery>,
 ) -> Result<Json<TenantBody>, ApiError> {
     let code = tenant_code(&code)?;
-    if query.confirm.as_deref() != Some(code.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "dropping a tenant destroys its database: repeat its code, DELETE /v1/tenants/{code}?confirm={code}"
-        )));
+    // A missing `confirm` is a malformed request (400); one naming another
+    // tenant conflicts with the target (409): no schema can say that
+    // `confirm` must equal the path's code.
+    match query.confirm.as_deref() {
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "dropping a tenant destroys its database: repeat its code, DELETE /v1/tenants/{code}?confirm={code}"
+            )));
+        }
+        Some(confirm) if confirm != code.as_str() => {
+            return Err(ApiError::conflict(format!(
+                "confirm does not repeat the tenant's code: DELETE /v1/tenants/{code}?confirm={code}"
+            )));
+        }
+        Some(_) => {}
     }
     Ok(Json(state.orchestrator().drop_tenant(&code).await?.into()))
 }
@@ -323,12 +337,14 @@ async fn rotate_tenant_password(
     Ok(Json(tenant.into()))
 }
 
-/// Connection settings of a tenant's database (admin, or that tenant's own key).
+/// Connection settings of a tenant's database, its role's password
+/// included: for an admin API key or that tenant's own API key; a JWT (a
+/// user's session) is refused with 403.
 #[utoipa::path(get, path = "/v1/tenants/{code}/connection", tag = "tenants",
     params(("code" = String, Path)), security(("bearer" = [])),
     responses(
-        (status = 200, description = "How to connect as the tenant's role", body = TenantConnection),
-        (status = 403, description = "Another tenant's credentials", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "How to connect as the tenant's role (password included): admin API key or that tenant's own API key", body = TenantConnection),
+        (status = 403, description = "Another tenant's API key, or a JWT (a JWT never reads the role's password)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn tenant_connection(
@@ -337,13 +353,7 @@ async fn tenant_connection(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let code = tenant_code(&code)?;
-    if let Caller::Tenant(tenant) = &caller
-        && tenant.code != code
-    {
-        return Err(ApiError::forbidden(
-            "a tenant credential reaches only its own tenant's connection",
-        ));
-    }
+    caller.may_read_connection(&code)?;
     let connection = state.orchestrator().tenant_connection(&code).await?;
     let mut response = Json(connection).into_response();
     response

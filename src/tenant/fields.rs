@@ -42,10 +42,10 @@ pub fn check_name(name: &str) -> Result<(), TenantError> {
     Ok(())
 }
 
-/// An administrator e-mail: at most [`MAX_EMAIL_LEN`] bytes, an `@`, no
-/// white space or control character.
+/// An administrator e-mail: at most [`MAX_EMAIL_LEN`] characters, an `@`,
+/// no white space or control character.
 pub fn check_email(email: &str) -> Result<(), TenantError> {
-    let valid = email.len() <= MAX_EMAIL_LEN
+    let valid = email.chars().count() <= MAX_EMAIL_LEN
         && email.contains('@')
         && !email.contains(|c: char| c.is_whitespace() || c.is_control());
     match valid {

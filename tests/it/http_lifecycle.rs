@@ -125,7 +125,8 @@ async fn tenant_life_cycle_over_http() {
             None,
         )
         .await;
-    assert_problem(wrong, StatusCode::BAD_REQUEST).await;
+    // 409, not 400: the request is well-formed, it names another tenant.
+    assert_problem(wrong, StatusCode::CONFLICT).await;
     let (status, dropped) = server
         .admin(Method::DELETE, "/v1/tenants/gamma?confirm=gamma", None)
         .await;
@@ -218,7 +219,8 @@ async fn idempotency_keys_api_keys_and_ops_routes() {
         .send()
         .await
         .unwrap();
-    assert_problem(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // 409: the key is taken by another request.
+    assert_problem(reused, StatusCode::CONFLICT).await;
 
     let (status, issued) = server
         .admin(

@@ -149,6 +149,17 @@ impl TestServer {
         split(response).await
     }
 
+    /// Stops the server gracefully and waits for it, keeping the
+    /// environment (its prefix is dropped with `self`).
+    pub async fn stop_serving(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
