@@ -127,8 +127,10 @@ async fn run_sql(
     };
     let result = run(guard.client()?, &request, limits).await;
     match result {
-        Ok(result) => {
-            guard.release();
+        Ok(Ran { result, clean }) => {
+            if clean {
+                guard.release();
+            }
             Ok(Json(result))
         }
         Err(RunError::Clean(error)) => {
@@ -136,6 +138,17 @@ async fn run_sql(
             Err(error)
         }
         Err(RunError::Dirty(error)) => Err(error),
+    }
+}
+
+impl RunError {
+    /// A failure the server answered; the session reset behind it decides.
+    fn after_reset(clean: bool, error: ApiError) -> Self {
+        if clean {
+            Self::Clean(error)
+        } else {
+            Self::Dirty(error)
+        }
     }
 }
 
@@ -147,11 +160,7 @@ enum RunError {
     Dirty(ApiError),
 }
 
-async fn run(
-    client: &TenantClient,
-    request: &SqlRequest,
-    limits: Limits,
-) -> Result<SqlResult, RunError> {
+async fn run(client: &TenantClient, request: &SqlRequest, limits: Limits) -> Result<Ran, RunError> {
     // Prepared outside the transaction: a refused statement leaves nothing to
     // roll back, and a cached one costs no round trip.
     let statement = prepare(client, &request.sql)
@@ -218,7 +227,7 @@ async fn execute(
     statement: &Statement,
     params: &[Param],
     limits: Limits,
-) -> Result<SqlResult, RunError> {
+) -> Result<Ran, RunError> {
     let timeout_ms = limits.timeout_ms;
     let rows = async {
         let stream = client
@@ -235,16 +244,20 @@ async fn execute(
     };
     // Polled in order: the statement is sent first, then the reset.
     let (rows, reset) = futures::future::join(rows, client.reset_session()).await;
-    if let Err(error) = reset {
+    let clean = match reset {
+        Ok(clean) => clean,
         // The session may hold what the statement left in it.
-        return Err(RunError::Dirty(from_statement(&error, timeout_ms)));
-    }
+        Err(error) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
+    };
     let (kept, affected) = match rows {
         Ok(found) => found,
         // The server answered: it rolled the statement back and is idle.
         Err(error) if error.as_db_error().is_some() => {
             forget_stale_plans(client, &error);
-            return Err(RunError::Clean(from_statement(&error, timeout_ms)));
+            return Err(RunError::after_reset(
+                clean,
+                from_statement(&error, timeout_ms),
+            ));
         }
         Err(error) => return Err(RunError::Dirty(from_statement(&error, timeout_ms))),
     };
@@ -261,19 +274,26 @@ async fn execute(
         .iter()
         .map(|row| (0..row.len()).map(|i| sql_values::column(row, i)).collect())
         .collect::<Result<Vec<Vec<Value>>, String>>()
-        .map_err(|detail| RunError::Clean(ApiError::invalid(detail)))?;
+        .map_err(|detail| RunError::after_reset(clean, ApiError::invalid(detail)))?;
     let row_count = if statement.columns().is_empty() {
         affected.unwrap_or(0)
     } else {
         values.len() as u64
     };
-    Ok(SqlResult {
+    let result = SqlResult {
         columns,
         rows: values,
         row_count,
         truncated: kept.truncated.is_some(),
         truncated_reason: kept.truncated,
-    })
+    };
+    Ok(Ran { result, clean })
+}
+
+/// A statement that ran, and whether its session was reset clean.
+struct Ran {
+    result: SqlResult,
+    clean: bool,
 }
 
 /// The caps of one request.

@@ -12,7 +12,7 @@ use deadpool_postgres::ClientWrapper;
 use tokio::sync::Notify;
 
 use super::budget::Admission;
-use super::session::{self, Reset};
+use super::session;
 use super::tenant_pool::TenantObject;
 
 /// A pooled connection to a tenant's database, as the tenant's own role.
@@ -47,16 +47,27 @@ impl TenantClient {
 }
 
 impl TenantClient {
-    /// Resets the session ([`session::RESET`]): call it pipelined behind the
-    /// request's last statement (polled after it, e.g. second in a
-    /// `join`), and the connection goes back clean at no extra round trip.
-    /// A connection returned without it is reset when next checked out.
-    pub async fn reset_session(&self) -> Result<(), tokio_postgres::Error> {
-        let reply = self.simple_query(session::RESET).await?;
-        if Reset::from_reply(&reply) == Reset::Clean {
+    /// Resets the session cheaply: call it pipelined behind the request's
+    /// last statement (polled after it, e.g. second in a `join`) and it
+    /// costs no extra round trip. Two prepared statements, cached with the
+    /// connection: [`session::RESET_SETTINGS`], then [`session::RESET_CHECK`],
+    /// which ends `SET ROLE` and advisory locks and tells whether anything
+    /// else is left (`LISTEN`, cursors, SQL `PREPARE`s, temporary objects).
+    /// Answers whether the session is clean; when it is not, the caller
+    /// must [`TenantClient::discard`] the connection (a connection returned
+    /// without this call gets the full [`session::RESET`] at its next
+    /// checkout instead).
+    pub async fn reset_session(&self) -> Result<bool, tokio_postgres::Error> {
+        let settings = self.prepare_cached(session::RESET_SETTINGS).await?;
+        let check = self.prepare_cached(session::RESET_CHECK).await?;
+        let (reset, left) =
+            futures::future::join(self.execute(&settings, &[]), self.query_one(&check, &[])).await;
+        reset?;
+        let clean = !left?.try_get::<_, bool>(0)?;
+        if clean {
             self.object.session.reset();
         }
-        Ok(())
+        Ok(clean)
     }
 }
 

@@ -25,11 +25,16 @@
 //! Within one statement a function's `SET statement_timeout` does not move
 //! the timer PostgreSQL armed when the statement started.
 //!
-//! A connection is *dirty* from the moment it is checked out. A caller that
-//! runs [`RESET`] itself, pipelined behind its statement (`POST /v1/sql`),
-//! marks it clean and costs no round trip; otherwise the pool resets it when
-//! it is next checked out (one round trip), and a connection whose reset
-//! fails is closed, never handed out. Every statement here names its objects
+//! A connection is *dirty* from the moment it is checked out. `POST /v1/sql`
+//! pipelines a cheap reset behind its statement ([`RESET_SETTINGS`] and
+//! [`RESET_CHECK`], prepared once per connection, no extra round trip) and
+//! marks the connection clean when nothing else is left; otherwise (state
+//! only a function the tenant wrote can leave: `LISTEN`, held cursors, SQL
+//! `PREPARE`s, temporary objects) the connection is closed. Library clients
+//! get the full [`RESET`] when their connection is next checked out (one
+//! round trip). A connection whose reset fails is closed, never handed out. `currval`/`lastval` are the one state only the
+//! full reset clears: after a cheap reset the tenant's next request may
+//! still read the value of a sequence its previous request advanced. Every statement here names its objects
 //! in `pg_catalog`, so a tenant's own functions and search path cannot stand
 //! in for them.
 
@@ -46,6 +51,25 @@ pub(crate) const RESET: &str = "RESET ROLE; RESET ALL; CLOSE ALL; UNLISTEN *; \
      DISCARD TEMP; DISCARD SEQUENCES; \
      SELECT pg_catalog.pg_advisory_unlock_all(), \
      (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+/// The settings part of the reset, prepared once per connection and run
+/// behind every `POST /v1/sql` statement (`RESET ALL` leaves the role alone).
+pub(crate) const RESET_SETTINGS: &str = "RESET ALL";
+
+/// The rest of the reset behind every `POST /v1/sql` statement, prepared
+/// once per connection: ends `SET ROLE` and the session's advisory locks,
+/// and answers whether state remains that only the full [`RESET`] undoes
+/// (the protocol's unnamed portal is listed in `pg_cursors` too, and is no
+/// cursor of the session's). It costs a fraction of [`RESET`], whose seven
+/// statements are parsed and planned again each time.
+pub(crate) const RESET_CHECK: &str = "SELECT \
+     EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) \
+     OR EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name <> '') \
+     OR EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) \
+     OR (pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS \
+         (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())), \
+     pg_catalog.set_config('role', 'none', false), \
+     pg_catalog.pg_advisory_unlock_all()";
 
 /// The startup options of a tenant connection: `existing` (options of the
 /// admin URL, if any) followed by the statement timeout.
