@@ -242,3 +242,50 @@ async fn a_library_client_s_session_is_reset_before_the_next_checkout() {
     drop(client);
     orchestrator.close();
 }
+
+#[tokio::test]
+async fn a_library_client_s_listen_cursor_and_temp_table_are_reset_too() {
+    let mut env = TestEnv::new();
+    env.set("TENANTD_TENANT_MAX_CONNECTIONS", "1");
+    let orchestrator = env.orchestrator().await;
+    let code = env.code("listener");
+    orchestrator
+        .create_tenant(NewTenant::new(code.clone(), "Listener"))
+        .await
+        .unwrap();
+    let client = orchestrator.tenant_client(&code).await.unwrap();
+    client
+        .batch_execute(
+            "LISTEN leftover_channel; DECLARE held CURSOR WITH HOLD FOR SELECT 1; \
+             CREATE TEMP TABLE scratch (x int)",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let client = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        orchestrator.tenant_client(&code),
+    )
+    .await
+    .expect("the reset at checkout finishes")
+    .unwrap();
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_listening_channels())::int, \
+             (SELECT count(*) FROM pg_cursors WHERE name <> '')::int, \
+             (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, i32>(1),
+            row.get::<_, i32>(2)
+        ),
+        (0, 0, 0)
+    );
+    drop(client);
+    orchestrator.close();
+}
